@@ -142,7 +142,8 @@ def _all_subclasses(cls: type[VokterError]) -> list[type[VokterError]]:
 
 def error_from_wire(data: Mapping[str, Any]) -> VokterError:
     """Rebuild an error received over the socket; unknown types degrade to ``Failed``."""
-    registry = {cls.__name__: cls for cls in [VokterError, *_all_subclasses(VokterError)]}
+    classes: list[type[VokterError]] = [VokterError, *_all_subclasses(VokterError)]
+    registry: dict[str, type[VokterError]] = {cls.__name__: cls for cls in classes}
     message = str(data.get("message") or "the daemon reported an error without a message")
     rule = data.get("rule")
     hint = data.get("hint")
