@@ -1,0 +1,1 @@
+"""Members and roles; who may do what; (later) desired ACLs and their enforcement."""

@@ -1,0 +1,64 @@
+"""Who may do what: one table, pure.
+
+A caller's relation to a project is computed by the shell from the kernel-reported uid and the
+access list; this module only answers "may a caller with this relation do this?". Anything not
+in the table is refused. A caller with no relation to a project is told the project does not
+exist, so the question itself leaks nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Relation(StrEnum):
+    ROOT = "root"
+    LEADER = "leader"
+    MEMBER = "member"
+    KEY_CUSTODIAN = "key_custodian"
+    AUDITOR = "auditor"
+    NONE = "none"
+
+
+class Action(StrEnum):
+    PROJECT_CREATE = "project.create"
+    PROJECT_SHOW = "project.show"
+    STATUS = "status"
+
+
+_ANYONE = frozenset(Relation)
+_INSIDE = frozenset(
+    {Relation.ROOT, Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN, Relation.AUDITOR}
+)
+
+#: The decision table. Adding an action means adding its row here, and a test.
+PERMISSIONS: dict[Action, frozenset[Relation]] = {
+    Action.PROJECT_CREATE: frozenset({Relation.ROOT}),
+    Action.PROJECT_SHOW: _INSIDE,
+    Action.STATUS: _ANYONE,
+}
+
+
+def relation_of(
+    caller_uid: int, leader_uid: int | None, active_roles: Iterable[str] = ()
+) -> Relation:
+    """The strongest relation a caller has to a project (root > leader > roles)."""
+    if caller_uid == 0:
+        return Relation.ROOT
+    if leader_uid is not None and caller_uid == leader_uid:
+        return Relation.LEADER
+    roles = set(active_roles)
+    for relation in (Relation.KEY_CUSTODIAN, Relation.MEMBER, Relation.AUDITOR):
+        if relation.value in roles:
+            return relation
+    return Relation.NONE
+
+
+def may(action: Action, relation: Relation) -> bool:
+    return relation in PERMISSIONS.get(action, frozenset())
+
+
+def hides_existence(relation: Relation) -> bool:
+    """Outsiders learn nothing: a refusal to them reads like 'no such project'."""
+    return relation is Relation.NONE

@@ -1,0 +1,98 @@
+"""Typed request schemas: every operation's arguments, validated before any handler runs.
+
+Unknown fields are refused (``extra="forbid"``): a client that sends ``uid`` or ``user`` to
+claim an identity is told the field is not accepted; identity comes only from the kernel.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from agent.api.protocol import PROTOCOL_VERSION
+from agent.errors import InvalidRequest, ProtocolError
+
+
+def _iso_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("must be a date written YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a real date (YYYY-MM-DD)") from None
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+ShortText = Annotated[str, Field(max_length=4096)]
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+class ProjectCreateArgs(Args):
+    project: Annotated[str, Field(max_length=64)]
+    title: ShortText
+    leader: Annotated[str, Field(max_length=64)]
+    end_date: IsoDate
+    data_dir: ShortText | None = None
+    key_dir: ShortText | None = None
+    export_dir: ShortText | None = None
+
+
+class ProjectRef(Args):
+    project: Annotated[str, Field(max_length=64)]
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    v: int = PROTOCOL_VERSION
+    op: Annotated[str, Field(max_length=64)]
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for people, naming the first bad field."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        message = "is not an accepted field"
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {message}{tail}"
+
+
+def parse_envelope(message: Any) -> Envelope:
+    if not isinstance(message, dict):
+        raise ProtocolError("a request must be a JSON object with 'op' and 'args'")
+    try:
+        envelope = Envelope.model_validate(message)
+    except ValidationError as exc:
+        raise ProtocolError(f"malformed request: {describe_validation_error(exc)}") from None
+    if envelope.v != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {envelope.v} is not spoken here (this daemon speaks "
+            f"{PROTOCOL_VERSION})",
+            hint="use the vokter client of the same version as vokterd",
+        )
+    return envelope
+
+
+ArgsT = TypeVar("ArgsT", bound=Args)
+
+
+def parse_args(model: type[ArgsT], args: dict[str, Any]) -> ArgsT:
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None

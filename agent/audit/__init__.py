@@ -1,0 +1,1 @@
+"""The audit trail: every administrative act and refusal, hash-chained."""

@@ -1,0 +1,62 @@
+"""Appending to the audit trail inside the caller's transaction.
+
+The event is added to the same session as the change it records, so both commit or neither
+does: an action whose audit event cannot be written does not happen (fail closed).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from agent.audit.chain import GENESIS_HASH, EventFields, canonical_details, event_hash
+from agent.errors import AuditUnavailable
+from agent.store.tables import AuditEvent
+
+
+def append_event(session: Session, fields: EventFields, algorithm: str = "sha256") -> AuditEvent:
+    """Link ``fields`` to the head of the chain. The caller holds the store's write lock."""
+    try:
+        newest = select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)
+        head = session.exec(newest).first()
+        seq = 1 if head is None else head.seq + 1
+        prev = GENESIS_HASH if head is None else head.hash
+        details = canonical_details(fields.details)
+        time_iso = fields.time.isoformat()
+        digest = event_hash(
+            algorithm=algorithm,
+            seq=seq,
+            time_iso=time_iso,
+            actor_uid=fields.actor_uid,
+            actor=fields.actor,
+            action=fields.action,
+            project_id=fields.project_id,
+            target=fields.target,
+            outcome=fields.outcome,
+            rule=fields.rule,
+            details=details,
+            prev_hash=prev,
+        )
+        row = AuditEvent(
+            seq=seq,
+            time=fields.time,
+            actor_uid=fields.actor_uid,
+            actor=fields.actor,
+            action=fields.action,
+            project_id=fields.project_id,
+            target=fields.target,
+            outcome=fields.outcome,
+            rule=fields.rule,
+            details=details,
+            hash_alg=algorithm,
+            prev_hash=prev,
+            hash=digest,
+        )
+        session.add(row)
+        session.flush()
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(
+            f"the audit trail cannot be written ({exc.__class__.__name__}); nothing was changed",
+            hint="check the database and the daemon's log",
+        ) from None
+    return row

@@ -1,0 +1,202 @@
+"""vokterd: the composition root. Reads the config, opens the store, loads the policy, listens
+on the socket, and runs until SIGTERM. SIGHUP reloads the policy; a bad policy keeps the old
+one in force and says why. Every start, stop and reload is an audit event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import structlog
+
+from agent.access.users import name_of_uid
+from agent.api.dispatch import Caller, RequestContext, dispatch, record_refusal
+from agent.api.server import SocketServer
+from agent.clock import Clock, SystemClock
+from agent.config import Config, config_path_from_env, load_config
+from agent.errors import PolicyInvalid, VokterError
+from agent.operations import OPERATIONS
+from agent.policy import Policy, default_policy_path, load_named_policy, load_policy_file
+from agent.sd_notify import notify, watchdog_interval
+from agent.services import PolicyHolder, Services
+from agent.store import Store
+from agent.store.migrate import upgrade
+
+log = structlog.get_logger("vokterd")
+
+
+def vokter_version() -> str:
+    try:
+        return version("vokter")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """JSON lines on stderr: the journal keeps them, and jq reads them."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def load_policy(config: Config) -> Policy:
+    if config.policies_dir is None:
+        return load_policy_file(default_policy_path())
+    return load_named_policy(config.policies_dir, config.policy)
+
+
+class StateLock:
+    """One daemon per state directory: a second one would fork the audit chain."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(state_dir / "vokterd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise VokterError(f"another vokterd is running with state_dir {state_dir}") from None
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._reloading = False
+        self.self_caller = Caller(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), name="vokterd")
+
+    def _audit_self(self, services: Services, action: str, **fields: Any) -> None:
+        with services.store.write() as session:
+            RequestContext(self.self_caller, services).audit(session, action, **fields)
+
+    def _reload_policy(self, services: Services) -> None:
+        old = services.policies.current()
+        try:
+            new = load_policy(self.config)
+        except PolicyInvalid as error:
+            log.error("policy_reload_failed", kept=old.version, problems=error.issues[:20])
+            record_refusal(services, self.self_caller, "policy.reload", error, None)
+            return
+        services.policies.replace(new)
+        log.info("policy_reloaded", name=new.name, old_version=old.version, version=new.version)
+        self._audit_self(services, "policy.reload",
+                         details={"old_version": old.version, "version": new.version})
+
+    def run(self) -> int:
+        lock = StateLock(self.config.state_dir)
+        try:
+            policy = load_policy(self.config)
+            store = Store(self.config.effective_database_url)
+            store.ping()
+            upgrade(store.engine)
+            services = Services(
+                config=self.config,
+                store=store,
+                clock=self.clock,
+                policies=PolicyHolder(policy),
+                version=vokter_version(),
+                started_monotonic=self.clock.monotonic(),
+            )
+            server = SocketServer(
+                self.config.socket_path,
+                handle=lambda message, caller: dispatch(message, caller, services, OPERATIONS),
+                refuse=lambda caller, error: record_refusal(
+                    services, caller, "request", error, None
+                ),
+                name_of=name_of_uid,
+                timeout=self.config.request_timeout,
+                max_clients=self.config.max_clients,
+            )
+            self._audit_self(services, "daemon.start", details={"version": services.version})
+            server.start()
+            try:
+                self._main_loop(services)
+            finally:
+                notify("STOPPING=1")
+                server.stop()
+                self._audit_self(services, "daemon.stop", details={})
+                store.close()
+                log.info("stopped")
+        finally:
+            lock.release()
+        return 0
+
+    def _main_loop(self, services: Services) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        interval = watchdog_interval()
+        notify("READY=1\nSTATUS=serving on " + str(self.config.socket_path))
+        log.info("ready", socket=str(self.config.socket_path), store=services.store.backend,
+                 policy=services.policies.current().version, version=services.version)
+        while not self._stopping:
+            self._wake.wait(timeout=interval or 3600)
+            self._wake.clear()
+            if interval:
+                notify("WATCHDOG=1")
+            if self._reloading and not self._stopping:
+                self._reloading = False
+                notify("RELOADING=1")
+                self._reload_policy(services)
+                notify("READY=1")
+
+    def _on_stop(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reloading = True
+        self._wake.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vokterd",
+        description="Vokter's daemon: keeps access lists, storage rules and the audit trail of "
+        "the research projects on this host. Runs in the foreground (systemd Type=notify).",
+        epilog="example: vokterd --config /etc/vokter/vokter.toml",
+    )
+    parser.add_argument("--config", help="config file (default: $VOKTER_CONFIG or "
+                        "/etc/vokter/vokter.toml)")
+    parser.add_argument("--version", action="version", version=f"vokterd {vokter_version()}")
+    options = parser.parse_args(argv)
+    configure_logging()
+    try:
+        config = load_config(config_path_from_env(options.config))
+        configure_logging(config.log_level)
+        return Daemon(config).run()
+    except VokterError as error:
+        log.error("cannot_start", error=error.one_line())
+        print(f"vokterd: {error.one_line()}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

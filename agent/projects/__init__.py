@@ -1,0 +1,1 @@
+"""Projects: identity, end date, zones on disk."""

@@ -1,0 +1,43 @@
+"""What the daemon's handlers are given: the store, the clock, the current policy, the config.
+
+The composition root (``agent.daemon``) builds one ``Services``; tests build their own with a
+``FakeClock`` and a temporary store.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from agent.clock import Clock
+from agent.config import Config
+from agent.policy import Policy
+from agent.store import Store
+
+
+class PolicyHolder:
+    """The policy in force; swapped whole on reload, so a request sees one policy throughout."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._lock = threading.Lock()
+
+    def current(self) -> Policy:
+        with self._lock:
+            return self._policy
+
+    def replace(self, policy: Policy) -> Policy:
+        with self._lock:
+            old, self._policy = self._policy, policy
+        return old
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    clock: Clock
+    policies: PolicyHolder
+    version: str
+    started_monotonic: float = 0.0
+    watchers: list[str] = field(default_factory=list)

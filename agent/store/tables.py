@@ -1,0 +1,96 @@
+"""The tables. Plain rows; what they mean is decided elsewhere.
+
+Times are stored as UTC and always come back timezone-aware (``UTCDateTime``), on SQLite and
+PostgreSQL alike, so a decision never compares a naive time with an aware one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, Text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC; hands back aware UTC."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing a naive datetime: times are UTC and timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "project"
+
+    id: str = Field(primary_key=True, max_length=32)
+    title: str = Field(max_length=200)
+    leader: str = Field(max_length=64)
+    leader_uid: int
+    end_date: date
+    state: str = Field(default="active", max_length=16)
+    data_root: str = Field(max_length=4096)
+    key_root: str = Field(max_length=4096)
+    export_root: str = Field(max_length=4096)
+    quarantine_root: str = Field(max_length=4096)
+    policy: str = Field(default="default", max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_by: str = Field(max_length=64)
+
+
+class Member(SQLModel, table=True):
+    """One grant of a role to a Unix user; a revoked grant stays, for the access review (A2)."""
+
+    __tablename__ = "member"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    user: str = Field(max_length=64)
+    uid: int
+    role: str = Field(max_length=16)
+    granted_by: str = Field(max_length=64)
+    reason: str = Field(max_length=1000)
+    granted_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: date | None = None
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by: str | None = Field(default=None, max_length=64)
+    revoke_reason: str | None = Field(default=None, max_length=1000)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One link of the audit chain. ``seq`` is assigned by the chain, not by the database, so
+    that a gap is visible; ``project_id`` has no foreign key because refusals about projects
+    that do not exist are recorded too."""
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    time: datetime = Field(sa_type=UTCDateTime)
+    actor_uid: int
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64, index=True)
+    project_id: str | None = Field(default=None, max_length=32, index=True)
+    target: str | None = Field(default=None, max_length=4096)
+    outcome: str = Field(max_length=16)
+    rule: str | None = Field(default=None, max_length=16)
+    details: str = Field(sa_type=Text)
+    hash_alg: str = Field(max_length=16)
+    prev_hash: str = Field(max_length=128)
+    hash: str = Field(max_length=128)
+
+
+ALL_TABLES = (Project, Member, AuditEvent)

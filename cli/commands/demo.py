@@ -1,0 +1,154 @@
+"""vokter demo: a narrated tour in a throwaway enclave.
+
+It starts a real vokterd on a temporary config, socket, database and zones directory, talks to
+it exactly as a user would, and stops it cleanly; nothing outside the temporary directory is
+touched.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from agent.api import VokterError
+from agent.api.client import VokterClient
+from cli.output import print_fields, print_table
+
+PROJECT_COLUMNS = [("project", "PROJECT"), ("title", "TITLE"), ("leader", "LEADER"),
+                   ("end_date", "END DATE"), ("state", "STATE")]
+
+
+def _vokterd_command() -> list[str]:
+    beside = Path(sys.executable).with_name("vokterd")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("vokterd")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "agent.daemon"]
+
+
+def _write_config(root: Path) -> Path:
+    config = root / "vokter.toml"
+    config.write_text(
+        f'state_dir = "{root}/state"\n'
+        f'socket_path = "{root}/run/vokterd.sock"\n'
+        f'key_store = "{root}/keystore"\n'
+        f'zones_dir = "{root}/zones"\n'
+    )
+    return config
+
+
+def _wait_for_daemon(client: VokterClient, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise click.ClickException("vokterd exited at start: " + " | ".join(tail))
+        try:
+            client.call("status")
+            return
+        except VokterError:
+            time.sleep(0.1)
+    raise click.ClickException("vokterd did not come up within 30 seconds")
+
+
+class Tour:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.step = 0
+
+    def say(self, title: str, text: str) -> None:
+        self.step += 1
+        self.console.print(f"\n[bold cyan]{self.step}. {title}[/]")
+        self.console.print(text, highlight=False)
+
+    def command(self, line: str) -> None:
+        self.console.print(f"   [dim]$ {line}[/]", highlight=False)
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the throwaway enclave directory afterwards.")
+def demo(keep: bool) -> None:
+    """A narrated tour of Vokter in a throwaway enclave under a temporary directory.
+
+    Starts a real vokterd, creates a project, shows the daemon's status and stops it cleanly.
+
+    \b
+    Example:
+      vokter demo
+    """
+    console = Console(highlight=False)
+    tour = Tour(console)
+    root = Path(tempfile.mkdtemp(prefix="vokter-demo-"))
+    config = _write_config(root)
+    log = root / "vokterd.log"
+    client = VokterClient(root / "run" / "vokterd.sock")
+    me = pwd.getpwuid(os.getuid()).pw_name
+    tour.say("A throwaway enclave",
+             f"Config, database, socket and project zones all live under {root}.")
+    with log.open("wb") as log_file:
+        process = subprocess.Popen([*_vokterd_command(), "--config", str(config)],
+                                   stdout=log_file, stderr=log_file)
+    try:
+        _wait_for_daemon(client, process, log)
+        tour.say("vokterd is running",
+                 f"A real daemon (pid {process.pid}) listens on a Unix socket. It knows who you "
+                 "are from the kernel (SO_PEERCRED), not from anything the client says.")
+        _show_project(tour, client, me, console)
+        tour.say("Status", "What an operator checks first:")
+        tour.command("vokter status")
+        info: dict[str, Any] = client.call("status")
+        print_fields([("version", info["version"]), ("store", info["store"]),
+                      ("policy", f"{info['policy']['name']} {info['policy']['version']}"),
+                      ("uptime", f"{info['uptime_seconds']} s"),
+                      ("you are", f"{info['caller']['user']} (uid {info['caller']['uid']})")])
+    finally:
+        tour.say("Stopping", "SIGTERM: vokterd closes the socket, seals the audit trail and exits.")
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        if keep:
+            console.print(f"   enclave kept at {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    if code != 0:
+        raise click.ClickException(f"vokterd stopped with exit code {code}; see {log}")
+    console.print(f"   vokterd stopped cleanly (exit {code}).\n\n[bold green]Tour complete.[/]")
+
+
+def _show_project(tour: Tour, client: VokterClient, me: str, console: Console) -> None:
+    end = (date.today() + timedelta(days=3 * 365)).isoformat()  # wall-clock: the demo's example
+    tour.say("Creating a project",
+             "Only the operator (root) creates projects. Each gets a data zone, a key zone for "
+             "the linkage key (S5), an export zone and a quarantine, none readable by others.")
+    tour.command(f'vokter project create p1234 --title "Diabetes and income" '
+                 f"--leader {me} --end-date {end}")
+    try:
+        created = client.call("project.create", project="p1234", title="Diabetes and income",
+                              leader=me, end_date=end)
+    except VokterError as refused:
+        console.print(f"   refused: {refused.one_line()}")
+        console.print("   (run the demo as root to see a project created)")
+        return
+    print_fields([(f"{name} zone", path) for name, path in created["zones"].items()])
+    for warning in created["warnings"]:
+        console.print(f"   [yellow]warning:[/] {warning}")
+    tour.say("Listing projects", "Root sees every project; a leader sees only their own.")
+    tour.command("vokter project list")
+    print_table(client.call("project.list"), PROJECT_COLUMNS, empty="(none)")

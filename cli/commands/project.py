@@ -1,0 +1,108 @@
+"""vokter project ..."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.context import CliState, pass_state
+from cli.output import print_fields, print_json, print_table, warn
+
+PROJECT_COLUMNS = [
+    ("project", "PROJECT"),
+    ("title", "TITLE"),
+    ("leader", "LEADER"),
+    ("end_date", "END DATE"),
+    ("state", "STATE"),
+]
+
+
+@click.group()
+def project() -> None:
+    """Create and inspect research projects."""
+
+
+@project.command("create")
+@click.argument("project_id", metavar="PROJECT")
+@click.option("--title", required=True, help="What the project is, in a few words.")
+@click.option("--leader", required=True, help="Unix user name of the project leader.")
+@click.option("--end-date", required=True, metavar="YYYY-MM-DD",
+              help="End date of the REK approval (L1).")
+@click.option("--data-dir", metavar="DIR", help="Data zone (default <zones_dir>/PROJECT/data).")
+@click.option("--key-dir", metavar="DIR",
+              help="Key zone for the linkage key, ideally on another file system (S5).")
+@click.option("--export-dir", metavar="DIR",
+              help="Export zone (default <zones_dir>/PROJECT/export).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new project as JSON.")
+@pass_state
+def create(state: CliState, project_id: str, title: str, leader: str, end_date: str,
+           data_dir: str | None, key_dir: str | None, export_dir: str | None,
+           as_json: bool) -> None:
+    """Create PROJECT and its zones (root only).
+
+    \b
+    Example:
+      vokter project create p1234 --title "Diabetes and income" \\
+          --leader alice --end-date 2029-12-31 --key-dir /srv/vokter-keys/p1234
+    """
+    result = state.call("project.create", project=project_id, title=title, leader=leader,
+                        end_date=end_date, data_dir=data_dir, key_dir=key_dir,
+                        export_dir=export_dir)
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"Created project {result['project']} ({result['title']}), "
+                   f"leader {result['leader']}, ends {result['end_date']}.")
+        _print_zones(result)
+    for message in result.get("warnings", []):
+        warn(message)
+
+
+def _print_zones(view: dict[str, Any]) -> None:
+    print_fields([(f"{name} zone", path) for name, path in view["zones"].items()])
+
+
+@project.command("show")
+@click.argument("project_id", metavar="PROJECT")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_state
+def show(state: CliState, project_id: str, as_json: bool) -> None:
+    """Show one project you lead, belong to or audit.
+
+    \b
+    Example:
+      vokter project show p1234
+    """
+    view = state.call("project.show", project=project_id)
+    if as_json:
+        print_json(view)
+        return
+    print_fields([
+        ("project", view["project"]),
+        ("title", view["title"]),
+        ("leader", view["leader"]),
+        ("end date", view["end_date"]),
+        ("state", view["state"]),
+        ("policy", view["policy"]),
+        ("active members", view["members"]),
+        ("created", f"{view['created_at']} by {view['created_by']}"),
+    ])
+    _print_zones(view)
+
+
+@project.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_state
+def list_(state: CliState, as_json: bool) -> None:
+    """List the projects you may see (root: all; others: those they lead or belong to).
+
+    \b
+    Example:
+      vokter project list --json | jq -r '.[].project'
+    """
+    rows = state.call("project.list")
+    if as_json:
+        print_json(rows)
+        return
+    print_table(rows, PROJECT_COLUMNS, empty="No projects you can see.")

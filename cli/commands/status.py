@@ -1,0 +1,46 @@
+"""vokter status"""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import CliState, pass_state
+from cli.output import print_fields, print_json
+
+
+def _uptime(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_state
+def status(state: CliState, as_json: bool) -> None:
+    """Show whether vokterd runs, and with what: version, store, policy, uptime, watchers.
+
+    \b
+    Example:
+      vokter status
+    """
+    info = state.call("status")
+    if as_json:
+        print_json(info)
+        return
+    policy = info["policy"]
+    fields = [
+        ("vokterd", f"running, version {info['version']}"),
+        ("uptime", _uptime(info["uptime_seconds"])),
+        ("store", info["store"] + (f" ({info['database']})" if "database" in info else "")),
+        ("policy", f"{policy['name']} {policy['version']}"),
+        ("watchers", ", ".join(info["watchers"]) or "none active"),
+        ("projects you see", info["projects"]),
+        ("you are", f"{info['caller']['user']} (uid {info['caller']['uid']})"),
+    ]
+    for key, label in (("schema_revision", "schema"), ("socket", "socket"),
+                       ("zones_dir", "zones"), ("pid", "pid")):
+        if key in info:
+            fields.append((label, info[key]))
+    print_fields(fields)

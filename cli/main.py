@@ -1,0 +1,77 @@
+"""vokter: the command-line client of vokterd.
+
+The one place where errors become what a person sees: one line on stderr and an exit code
+(0 ok, 1 refused or failed, 2 usage). No traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
+from cli.commands.demo import demo
+from cli.commands.policy import policy
+from cli.commands.project import project
+from cli.commands.status import status
+from cli.context import CliState
+from cli.output import error_line
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", envvar="VOKTER_CONFIG", metavar="FILE",
+              help="Config file naming the daemon's socket (default /etc/vokter/vokter.toml).")
+@click.option("--socket", metavar="PATH", help="Talk to the daemon on this socket instead.")
+@click.version_option(package_name="vokter", prog_name="vokter")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, socket: str | None) -> None:
+    """Vokter keeps the access lists, storage rules and audit trail of research projects.
+
+    \b
+    Examples:
+      vokter status
+      vokter project list
+      sudo vokter project create p1234 --title "Diabetes and income" \\
+          --leader alice --end-date 2029-12-31
+      vokter policy check /etc/vokter/policies/default.toml
+      vokter demo
+    """
+    ctx.obj = CliState(config=config, socket=socket)
+
+
+cli.add_command(project)
+cli.add_command(status)
+cli.add_command(policy)
+cli.add_command(demo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="vokter",
+                 standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code or 0)
+    except click.exceptions.Abort:
+        error_line("aborted")
+        return EXIT_REFUSED
+    except click.ClickException as usage:
+        error_line(" ".join(usage.format_message().split()))
+        ctx = getattr(usage, "ctx", None)
+        if ctx is not None:
+            print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
+        return EXIT_USAGE if usage.exit_code == EXIT_USAGE else EXIT_REFUSED
+    except VokterError as error:
+        error_line(error.one_line())
+        return error.exit_code
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
