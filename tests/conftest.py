@@ -1,0 +1,122 @@
+"""Shared fixtures. They build real things: SQLite files and PostgreSQL schemas, Unix users,
+a running vokterd. PostgreSQL tests never skip silently: without VOKTER_TEST_PG_URL (which
+'make test' sets) they fail, unless VOKTER_SKIP_PG=1 says to skip them on purpose."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from agent.api.dispatch import Caller
+from agent.clock import FakeClock
+from agent.config import Config
+from agent.policy import load_default_policy
+from agent.services import PolicyHolder, Services
+from agent.store import Store
+from agent.store.migrate import upgrade
+from tests.support.daemon import RunningDaemon, make_enclave_root, remove_enclave_root
+from tests.support.users import UserFactory
+
+
+def postgres_base_url() -> str:
+    url = os.environ.get("VOKTER_TEST_PG_URL")
+    if url:
+        return url
+    if os.environ.get("VOKTER_SKIP_PG") == "1":
+        pytest.skip("PostgreSQL tests skipped on request (VOKTER_SKIP_PG=1)")
+    pytest.fail(
+        "VOKTER_TEST_PG_URL is not set: run the suite with 'make test', which brings up "
+        "PostgreSQL, or set VOKTER_SKIP_PG=1 to skip the PostgreSQL tests knowingly"
+    )
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    base = postgres_base_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'vokter.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = Store(database_url)
+    upgrade(opened.engine)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def services(store: Store, fake_clock: FakeClock, tmp_path: Path) -> Services:
+    config = Config(
+        state_dir=tmp_path / "state",
+        socket_path=tmp_path / "run" / "vokterd.sock",
+        key_store=tmp_path / "keystore",
+        zones_dir=tmp_path / "zones",
+    )
+    return Services(
+        config=config,
+        store=store,
+        clock=fake_clock,
+        policies=PolicyHolder(load_default_policy()),
+        version="test",
+    )
+
+
+@pytest.fixture
+def root_caller() -> Caller:
+    return Caller(uid=0, gid=0, pid=1, name="root")
+
+
+@pytest.fixture
+def unix_users() -> Iterator[UserFactory]:
+    factory = UserFactory()
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+@pytest.fixture
+def enclave_root() -> Iterator[Path]:
+    root = make_enclave_root()
+    try:
+        yield root
+    finally:
+        remove_enclave_root(root)
+
+
+@pytest.fixture
+def daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
+    running = RunningDaemon(enclave_root)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -1,0 +1,1 @@
+"""Fixtures that build real things: users, daemons, databases."""

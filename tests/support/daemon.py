@@ -1,0 +1,101 @@
+"""A real vokterd on a temporary config, driven by the real vokter CLI (also as other users)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+VOKTERD = BIN / "vokterd"
+VOKTER = BIN / "vokter"
+
+
+class RunningDaemon:
+    def __init__(self, root: Path, extra_config: str = "", env: dict[str, str] | None = None):
+        self.root = root
+        self.config_path = root / "vokter.toml"
+        self.socket_path = root / "run" / "vokterd.sock"
+        self.state_dir = root / "state"
+        self.zones_dir = root / "zones"
+        self.log_path = root / "vokterd.log"
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.config_path.write_text(
+            f'state_dir = "{self.state_dir}"\n'
+            f'socket_path = "{self.socket_path}"\n'
+            f'key_store = "{root}/keystore"\n'
+            f'zones_dir = "{self.zones_dir}"\n' + extra_config
+        )
+        self.config_path.chmod(0o644)
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(VOKTERD), "--config", str(self.config_path)],
+                stdout=log, stderr=log, env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vokterd exited at start:\n{self.log_path.read_text()}")
+            if self.socket_path.exists() and self.vokter("status").returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"vokterd did not come up:\n{self.log_path.read_text()}")
+
+    def vokter(self, *args: str, user: str | None = None, timeout: float = 60.0,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [str(VOKTER), "--config", str(self.config_path), *args]
+        if user is not None:
+            command = ["runuser", "-u", user, "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              input=input, env={**self.env, "COLUMNS": "200"})
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return self.process.returncode
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The trail as stored, read straight from the database file."""
+        with sqlite3.connect(f"file:{self.state_dir / 'vokter.db'}?mode=ro", uri=True) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM audit_event ORDER BY seq")]
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+
+def make_enclave_root() -> Path:
+    """A temporary enclave root every test user can traverse (pytest's tmp_path is 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="vokter-e2e-"))
+    root.chmod(0o755)
+    return root
+
+
+def remove_enclave_root(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
