@@ -31,7 +31,7 @@ from agent.policy import Policy, default_policy_path, load_named_policy, load_po
 from agent.sd_notify import notify, watchdog_interval
 from agent.services import PolicyHolder, Services
 from agent.store import Store
-from agent.store.migrate import upgrade
+from agent.store.migrate import current_revision, upgrade
 
 log = structlog.get_logger("vokterd")
 
@@ -123,6 +123,7 @@ class Daemon:
                 policies=PolicyHolder(policy),
                 version=vokter_version(),
                 started_monotonic=self.clock.monotonic(),
+                schema_revision=current_revision(store.engine),
             )
             server = SocketServer(
                 self.config.socket_path,

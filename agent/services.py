@@ -40,4 +40,6 @@ class Services:
     policies: PolicyHolder
     version: str
     started_monotonic: float = 0.0
+    #: The schema revision migrated to at start (it only changes at start).
+    schema_revision: str | None = None
     watchers: list[str] = field(default_factory=list)

@@ -9,7 +9,6 @@ from agent.api.dispatch import RequestContext
 from agent.api.schemas import NoArgs
 from agent.projects.service import visible_projects
 from agent.store import redact_url
-from agent.store.migrate import current_revision
 
 
 def daemon_status(ctx: RequestContext, _args: NoArgs) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def daemon_status(ctx: RequestContext, _args: NoArgs) -> dict[str, Any]:
     if ctx.caller.uid == 0:
         status["pid"] = os.getpid()
         status["database"] = redact_url(services.store.url)
-        status["schema_revision"] = current_revision(services.store.engine)
+        status["schema_revision"] = services.schema_revision
         status["socket"] = str(services.config.socket_path)
         status["zones_dir"] = str(services.config.zones_dir)
     return status
