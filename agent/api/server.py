@@ -40,7 +40,9 @@ def peer_caller(conn: socket.socket, name_of: NameOf) -> Caller:
 def _claim_socket_path(path: Path) -> None:
     """Remove a stale socket left by a dead daemon; refuse if a live one answers there."""
     if not os.path.lexists(path):
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, mode=0o755)
+            path.parent.chmod(0o755)  # clients of every user must reach the socket
         return
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
         raise ConfigError(f"{path} exists and is not a socket; refusing to replace it")
