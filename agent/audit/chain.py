@@ -38,9 +38,17 @@ def canonical_details(details: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":"), default=str)
 
 
-def encode_fields(values: Sequence[str]) -> bytes:
+#: Length marker of an absent (None) field, so that absent and empty hash apart.
+ABSENT = (2**64 - 1).to_bytes(8, "big")
+
+
+def encode_fields(values: Sequence[str | None]) -> bytes:
+    """Each field as an 8-byte big-endian length and its UTF-8 bytes; None as ``ABSENT``."""
     parts = []
     for value in values:
+        if value is None:
+            parts.append(ABSENT)
+            continue
         raw = value.encode("utf-8")
         parts.append(len(raw).to_bytes(8, "big"))
         parts.append(raw)
@@ -73,10 +81,10 @@ def event_hash(
             str(actor_uid),
             actor,
             action,
-            project_id or "",
-            target or "",
+            project_id,
+            target,
             outcome,
-            rule or "",
+            rule,
             details,
             prev_hash,
         ]

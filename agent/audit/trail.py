@@ -6,6 +6,8 @@ does: an action whose audit event cannot be written does not happen (fail closed
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -16,13 +18,20 @@ from agent.store.tables import AuditEvent
 
 def append_event(session: Session, fields: EventFields, algorithm: str = "sha256") -> AuditEvent:
     """Link ``fields`` to the head of the chain. The caller holds the store's write lock."""
+    if fields.time.tzinfo is None:
+        raise AuditUnavailable(
+            "an audit event needs a timezone-aware time; nothing was changed",
+            hint="the clock must give UTC-aware times",
+        )
     try:
         newest = select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)
         head = session.exec(newest).first()
         seq = 1 if head is None else head.seq + 1
         prev = GENESIS_HASH if head is None else head.hash
         details = canonical_details(fields.details)
-        time_iso = fields.time.isoformat()
+        # Hash the time as it is stored (UTC), so the chain re-verifies from the stored row.
+        when = fields.time.astimezone(UTC)
+        time_iso = when.isoformat()
         digest = event_hash(
             algorithm=algorithm,
             seq=seq,
@@ -39,7 +48,7 @@ def append_event(session: Session, fields: EventFields, algorithm: str = "sha256
         )
         row = AuditEvent(
             seq=seq,
-            time=fields.time,
+            time=when,
             actor_uid=fields.actor_uid,
             actor=fields.actor,
             action=fields.action,

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from agent.errors import StoreError
@@ -49,13 +49,16 @@ def make_engine(url: str) -> Engine:
 
 
 def redact_url(url: str) -> str:
-    """A database URL fit for logs and status: the password never leaves the config."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    """A database URL fit for logs and status: the password never leaves the config, whether
+    it sits in the authority or in the query string."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "(unparseable database URL)"
+    secret_keys = [key for key in parsed.query if key.lower() in ("password", "passfile")]
+    if secret_keys:
+        parsed = parsed.update_query_dict({key: "***" for key in secret_keys})
+    return parsed.render_as_string(hide_password=True)
 
 
 class Store:

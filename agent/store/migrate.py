@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,3 +42,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(engine), revision)
     except SQLAlchemyError as exc:
         raise StoreError(f"schema migration failed: {exc.__class__.__name__}: {exc}") from None
+    except CommandError as exc:
+        raise StoreError(
+            f"the database schema is not one this Vokter knows ({exc})",
+            hint="a newer Vokter wrote it: install that version, or restore a matching backup",
+        ) from None

@@ -107,11 +107,6 @@ def test_an_unsupported_algorithm_writes_nothing(store: Store) -> None:
     assert stored_events(store) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG agent/audit/trail.py:25 hashes fields.time.isoformat() as given (+02:00) but the "
-    "store keeps and returns UTC, so the stored event cannot be re-hashed from its row",
-)
 def test_a5_an_event_timed_outside_utc_verifies_from_its_stored_row(store: Store) -> None:
     oslo = timezone(timedelta(hours=2))
     append(store, EventFields(time=datetime(2026, 7, 1, 14, 0, tzinfo=oslo), actor_uid=0,

@@ -124,12 +124,6 @@ def test_upgrade_twice_is_harmless(store: Store) -> None:
     assert [tuple(v) for v in versions] == [(head_revision(),)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG agent/store/migrate.py upgrade(): only SQLAlchemyError becomes StoreError; a "
-    "database stamped by a newer Vokter raises alembic's CommandError, which vokterd's main() "
-    "does not catch (a traceback instead of one line and exit 1)",
-)
 def test_a_database_from_a_newer_version_is_a_store_error(store: Store) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
