@@ -197,6 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot_start", error=error.one_line())
         print(f"vokterd: {error.one_line()}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        log.error("cannot_start", error=f"{error.strerror or error}{where}")
+        print(f"vokterd: cannot start: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -141,3 +141,14 @@ def test_vokter_demo_runs_the_tour_and_exits_0() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "p1234" in result.stdout and "stopped cleanly (exit 0)" in result.stdout
     assert "Status" in result.stdout
+
+
+def test_daemon_start_failure_is_one_line_not_a_traceback(enclave_root: Path) -> None:
+    blocker = enclave_root / "state"
+    blocker.write_text("a file where the state directory should be")
+    result = subprocess.run(
+        [str(VOKTERD), "--config", str(RunningDaemon(enclave_root).config_path)],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("vokterd: cannot start")
