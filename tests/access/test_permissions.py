@@ -1,0 +1,115 @@
+"""Who may do what: the PERMISSIONS table, checked cell by cell against a matrix written out here.
+
+Adding an action or a relation without adding its row below makes these tests fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from agent.access.permissions import (
+    PERMISSIONS,
+    Action,
+    Relation,
+    hides_existence,
+    may,
+    relation_of,
+)
+
+R, L, M, K, A, N = (Relation.ROOT, Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN,
+                    Relation.AUDITOR, Relation.NONE)
+COLUMNS = (R, L, M, K, A, N)
+
+#: action -> may (ROOT, LEADER, MEMBER, KEY_CUSTODIAN, AUDITOR, NONE)
+EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
+    #                       root   leader member custod auditor none
+    Action.PROJECT_CREATE: (True, False, False, False, False, False),
+    Action.PROJECT_SHOW:   (True, True,  True,  True,  True,  False),
+    Action.STATUS:         (True, True,  True,  True,  True,  True),
+}
+
+
+def test_the_matrix_covers_every_action_and_relation() -> None:
+    assert set(EXPECTED) == set(Action)
+    assert set(COLUMNS) == set(Relation) and len(COLUMNS) == len(Relation)
+    assert set(PERMISSIONS) == set(Action)
+
+
+@pytest.mark.parametrize(("action", "relation"), list(itertools.product(Action, Relation)),
+                         ids=lambda v: str(v))
+def test_may_matches_the_matrix(action: Action, relation: Relation) -> None:
+    assert may(action, relation) is EXPECTED[action][COLUMNS.index(relation)]
+
+
+def test_only_root_creates_projects() -> None:
+    assert [r for r in Relation if may(Action.PROJECT_CREATE, r)] == [Relation.ROOT]
+
+
+def test_everyone_but_outsiders_sees_a_project() -> None:
+    assert {r for r in Relation if not may(Action.PROJECT_SHOW, r)} == {Relation.NONE}
+
+
+def test_everyone_may_ask_for_status() -> None:
+    assert all(may(Action.STATUS, r) for r in Relation)
+
+
+def test_an_action_missing_from_the_table_is_refused_to_all() -> None:
+    saved = PERMISSIONS.pop(Action.STATUS)
+    try:
+        assert not any(may(Action.STATUS, r) for r in Relation)
+    finally:
+        PERMISSIONS[Action.STATUS] = saved
+
+
+LEADER_UID = 1001
+CALLER = 2002
+
+
+@pytest.mark.parametrize(
+    ("caller", "leader", "roles", "expected"),
+    [
+        (0, None, [], R),
+        (0, 0, ["member", "key_custodian", "auditor"], R),  # root above everything
+        (0, LEADER_UID, ["auditor"], R),
+        (LEADER_UID, LEADER_UID, ["member", "key_custodian", "auditor"], L),
+        (LEADER_UID, LEADER_UID, [], L),
+        (CALLER, LEADER_UID, ["member", "key_custodian", "auditor"], K),
+        (CALLER, LEADER_UID, ["auditor", "key_custodian"], K),
+        (CALLER, LEADER_UID, ["auditor", "member"], M),
+        (CALLER, LEADER_UID, ["member"], M),
+        (CALLER, LEADER_UID, ["auditor"], A),
+        (CALLER, LEADER_UID, [], N),
+        (CALLER, None, [], N),
+        (CALLER, LEADER_UID, ["admin", "owner", "root"], N),  # unknown roles grant nothing
+        (CALLER, LEADER_UID, ["Member"], N),
+    ],
+)
+def test_relation_of_takes_the_strongest_relation(
+    caller: int, leader: int | None, roles: list[str], expected: Relation
+) -> None:
+    """root > leader > key_custodian > member > auditor > none."""
+    assert relation_of(caller, leader, roles) is expected
+
+
+def test_relation_of_accepts_any_iterable_of_roles() -> None:
+    assert relation_of(CALLER, LEADER_UID, (r for r in ["auditor", "member"])) is M
+    assert relation_of(CALLER, LEADER_UID) is N
+
+
+def test_relation_of_never_grants_root_to_a_non_zero_uid() -> None:
+    for uid in (1, 65534, 2**31 - 1, -1):
+        assert relation_of(uid, uid, ["member"]) is not R
+
+
+@pytest.mark.parametrize("relation", list(Relation), ids=str)
+def test_only_outsiders_are_told_a_project_does_not_exist(relation: Relation) -> None:
+    assert hides_existence(relation) is (relation is Relation.NONE)
+
+
+def test_relation_and_action_names_are_stable() -> None:
+    """They appear in audit records and answers; renaming one is a contract change."""
+    assert [r.value for r in Relation] == [
+        "root", "leader", "member", "key_custodian", "auditor", "none"]
+    assert [a.value for a in Action] == ["project.create", "project.show", "status"]
