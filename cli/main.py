@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         error_line("aborted")
         return EXIT_REFUSED
+    except click.exceptions.NoArgsIsHelpError as bare:
+        print(bare.ctx.get_help(), file=sys.stderr)
+        return EXIT_USAGE
     except click.ClickException as usage:
         error_line(" ".join(usage.format_message().split()))
         ctx = getattr(usage, "ctx", None)

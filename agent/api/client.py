@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ class VokterClient:
         clean = {key: value for key, value in args.items() if value is not None}
         with self._connect() as sock:
             try:
-                send_frame(sock, {"v": PROTOCOL_VERSION, "op": op, "args": clean})
+                # The daemon may have answered already (e.g. "busy"): read the answer anyway.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    send_frame(sock, {"v": PROTOCOL_VERSION, "op": op, "args": clean})
                 answer = decode_body(read_frame(sock, self.timeout, limit=MAX_RESPONSE))
             except ProtocolError as exc:
                 raise DaemonUnreachable(

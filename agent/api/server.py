@@ -107,6 +107,10 @@ class SocketServer:
 
     def _busy(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
+            # Read (and drop) the request first: closing with it unread would reset the
+            # connection, and the client would see a broken pipe instead of "busy".
+            with contextlib.suppress(ProtocolError):
+                read_frame(conn, 1.0)
             conn.settimeout(1.0)
             busy = Failed("vokterd is busy with other clients", hint="try again in a moment")
             send_frame(conn, {"ok": False, "error": busy.to_wire()})

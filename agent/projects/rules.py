@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -34,7 +35,7 @@ class ZonePlan:
 
 
 def check_project_id(project: str) -> str:
-    if not PROJECT_ID_RE.match(project):
+    if not PROJECT_ID_RE.fullmatch(project):
         raise InvalidRequest(
             f"'{project[:40]}' is not a project id",
             hint="project ids are 'p' followed by 1 to 9 digits, e.g. p1234",
@@ -43,7 +44,7 @@ def check_project_id(project: str) -> str:
 
 
 def check_user_name(user: str) -> str:
-    if not USER_NAME_RE.match(user):
+    if not USER_NAME_RE.fullmatch(user):
         raise InvalidRequest(f"'{user[:40]}' is not a valid Unix user name")
     return user
 
@@ -54,7 +55,7 @@ def check_title(title: str) -> str:
         raise InvalidRequest("the title is empty", hint="give --title a short description")
     if len(cleaned) > MAX_TITLE:
         raise InvalidRequest(f"the title is longer than {MAX_TITLE} characters")
-    if any(ord(ch) < 32 for ch in title if ch not in "\t\n"):
+    if any(unicodedata.category(ch) == "Cc" for ch in title if ch not in "\t\n"):
         raise InvalidRequest("the title contains control characters")
     return cleaned
 
@@ -75,7 +76,9 @@ def _clean_absolute(path: str, what: str) -> str:
         raise InvalidRequest(f"{what} '{path[:200]}' must be an absolute path")
     if "\x00" in path or any(part == ".." for part in path.split("/")):
         raise InvalidRequest(f"{what} '{path[:200]}' must not contain '..'")
-    cleaned = posixpath.normpath(path)
+    # normpath keeps a leading '//', which Linux reads as '/': fold it, or '//data' and '/data'
+    # would look like different places (and S5 nesting checks could be walked around).
+    cleaned = "/" + posixpath.normpath(path).lstrip("/")
     if cleaned == "/":
         raise InvalidRequest(f"{what} cannot be the root directory")
     return cleaned

@@ -57,8 +57,11 @@ def _make_dir(path: str, mode: int, created: list[str]) -> None:
                 raise InvalidRequest(
                     f"{path} exists and is not a directory (or is a symlink)"
                 ) from None
-            with _open_dir_nofollow(path) as fd:
-                leftovers = set(os.listdir(fd)) - _ADOPTABLE
+            listing_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            try:
+                leftovers = set(os.listdir(listing_fd)) - _ADOPTABLE
+            finally:
+                os.close(listing_fd)
             if leftovers:
                 raise InvalidRequest(
                     f"{path} already exists and is not empty",

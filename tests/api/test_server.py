@@ -229,13 +229,6 @@ class _LateSender(VokterClient):
         return sock
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DaemonUnreachable,
-    reason="bug: SocketServer._busy answers and closes without reading the request, and "
-    "VokterClient.call turns the EPIPE of its send into 'the connection to vokterd broke' "
-    "without reading the 'busy' answer already waiting in its socket",
-)
 def test_vokter_client_is_told_busy_even_when_it_sends_after_the_daemon_answered(
     one_slot_server: SocketServer,
 ) -> None:

@@ -157,11 +157,6 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert out == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli/main.py collapses the message of click's NoArgsIsHelpError (the whole "
-    "help text) into one 'vokter: Usage: ... Options: ... Commands: ...' line",
-)
 def test_a_group_without_a_subcommand_does_not_print_help_as_one_error_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

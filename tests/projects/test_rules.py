@@ -36,20 +36,11 @@ def test_invalid_project_ids_are_refused(project: str) -> None:
     assert caught.value.hint is not None and "p1234" in caught.value.hint
 
 
-TRAILING_NEWLINE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: PROJECT_ID_RE and USER_NAME_RE end in '$' and are applied with re.match, "
-    "and '$' also matches before a final newline, so 'p1234\\n' passes (use re.fullmatch)",
-)
-
-
-@TRAILING_NEWLINE_BUG
 def test_project_id_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(InvalidRequest):
         check_project_id("p1234\n")
 
 
-@TRAILING_NEWLINE_BUG
 def test_user_name_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(InvalidRequest):
         check_user_name("root\n")
@@ -226,15 +217,6 @@ def test_sibling_directories_sharing_a_prefix_are_not_nested() -> None:
     assert (plan.data, plan.key, plan.export) == ("/data/p1", "/data/p1-key", "/data/p1export")
 
 
-DOUBLE_SLASH_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: rules._clean_absolute keeps a leading '//' (posixpath.normpath does, per "
-    "POSIX), so '//data/p1' and '/data/p1' (the same directory on Linux) are not seen as "
-    "the same or nested by _inside(): the S5 check is bypassed",
-)
-
-
-@DOUBLE_SLASH_BUG
 @pytest.mark.parametrize(
     ("data_dir", "key_dir"),
     [("//data/p1", "/data/p1/key"), ("//data/p1", "/data/p1"), ("/data/p1", "//data/p1/k")],
@@ -245,14 +227,12 @@ def test_a_leading_double_slash_does_not_hide_nesting_s5(data_dir: str, key_dir:
     assert caught.value.rule == "S5"
 
 
-@DOUBLE_SLASH_BUG
 def test_a_leading_double_slash_is_normalised_away() -> None:
     plan = plan_zones("p1", "//srv/vokter", data_dir="//data/p1")
     assert plan.project_dir == "/srv/vokter/p1"
     assert plan.data == "/data/p1"
 
 
-@DOUBLE_SLASH_BUG
 def test_double_slash_is_the_root_directory_too() -> None:
     with pytest.raises(InvalidRequest, match="root directory"):
         plan_zones("p1", "/srv/vokter", data_dir="//")

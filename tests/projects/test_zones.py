@@ -161,16 +161,6 @@ def test_a_file_in_place_of_a_zone_is_refused_and_kept(zones_dir: Path) -> None:
     assert Path(plan.project_dir).read_text() == "not a directory"
 
 
-ADOPTION_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="bug: zones._make_dir lists an existing directory through an O_PATH descriptor "
-    "(_open_dir_nofollow), and listdir() on an O_PATH fd fails with EBADF, so no existing "
-    "directory can ever be adopted",
-)
-
-
-@ADOPTION_BUG
 def test_an_existing_empty_directory_is_adopted(zones_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
     data = tmp_path / "mnt" / "data"
@@ -182,7 +172,6 @@ def test_an_existing_empty_directory_is_adopted(zones_dir: Path, tmp_path: Path)
     assert _mode(data) == 0o700 and _owner(data) == (0, 0)
 
 
-@ADOPTION_BUG
 def test_an_empty_mount_point_holding_only_lost_and_found_is_adopted(
     zones_dir: Path, tmp_path: Path
 ) -> None:
@@ -206,15 +195,12 @@ def test_an_existing_non_empty_directory_is_refused_and_its_files_untouched(
     (data / "sub" / "notes.txt").write_text("private")
     os.chown(data, OTHER_UID, OTHER_UID)
     before = _snapshot(data)
-    with pytest.raises((InvalidRequest, OSError)) as caught:
+    with pytest.raises(InvalidRequest, match="not empty"):
         create_zones(_plan(zones_dir, data_dir=str(data)))
     assert _snapshot(data) == before
     assert list(zones_dir.iterdir()) == []  # what this call made was removed
-    if isinstance(caught.value, InvalidRequest):  # today an OSError: see ADOPTION_BUG
-        assert "not empty" in caught.value.message
 
 
-@ADOPTION_BUG
 def test_an_existing_non_empty_directory_is_refused_as_not_empty(
     zones_dir: Path, tmp_path: Path
 ) -> None:
