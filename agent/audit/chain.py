@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 GENESIS_HASH = "0" * 64
 HASH_ALGORITHMS = ("sha256", "sha512", "blake2b")
@@ -90,3 +90,38 @@ def event_hash(
         ]
     )
     return hashlib.new(algorithm, payload).hexdigest()
+
+
+class ChainLink(Protocol):
+    """An event as stored: what the chain hashes, whatever holds it (a row, an export line)."""
+
+    hash_alg: str
+    seq: int
+    time: datetime
+    actor_uid: int
+    actor: str
+    action: str
+    project_id: str | None
+    target: str | None
+    outcome: str
+    rule: str | None
+    details: str
+    prev_hash: str
+
+
+def link_hash(link: ChainLink) -> str:
+    """The hash ``link`` must carry: written by the trail, recomputed by every verifier."""
+    return event_hash(
+        algorithm=link.hash_alg,
+        seq=link.seq,
+        time_iso=link.time.isoformat(),
+        actor_uid=link.actor_uid,
+        actor=link.actor,
+        action=link.action,
+        project_id=link.project_id,
+        target=link.target,
+        outcome=link.outcome,
+        rule=link.rule,
+        details=link.details,
+        prev_hash=link.prev_hash,
+    )

@@ -11,7 +11,7 @@ from datetime import UTC
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from agent.audit.chain import GENESIS_HASH, EventFields, canonical_details, event_hash
+from agent.audit.chain import GENESIS_HASH, EventFields, canonical_details, link_hash
 from agent.errors import AuditUnavailable
 from agent.store.tables import AuditEvent
 
@@ -28,27 +28,10 @@ def append_event(session: Session, fields: EventFields, algorithm: str = "sha256
         head = session.exec(newest).first()
         seq = 1 if head is None else head.seq + 1
         prev = GENESIS_HASH if head is None else head.hash
-        details = canonical_details(fields.details)
-        # Hash the time as it is stored (UTC), so the chain re-verifies from the stored row.
-        when = fields.time.astimezone(UTC)
-        time_iso = when.isoformat()
-        digest = event_hash(
-            algorithm=algorithm,
-            seq=seq,
-            time_iso=time_iso,
-            actor_uid=fields.actor_uid,
-            actor=fields.actor,
-            action=fields.action,
-            project_id=fields.project_id,
-            target=fields.target,
-            outcome=fields.outcome,
-            rule=fields.rule,
-            details=details,
-            prev_hash=prev,
-        )
         row = AuditEvent(
             seq=seq,
-            time=when,
+            # Stored (and so hashed) in UTC, so the chain re-verifies from the stored row.
+            time=fields.time.astimezone(UTC),
             actor_uid=fields.actor_uid,
             actor=fields.actor,
             action=fields.action,
@@ -56,11 +39,12 @@ def append_event(session: Session, fields: EventFields, algorithm: str = "sha256
             target=fields.target,
             outcome=fields.outcome,
             rule=fields.rule,
-            details=details,
+            details=canonical_details(fields.details),
             hash_alg=algorithm,
             prev_hash=prev,
-            hash=digest,
+            hash="",
         )
+        row.hash = link_hash(row)
         session.add(row)
         session.flush()
     except SQLAlchemyError as exc:

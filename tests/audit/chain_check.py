@@ -6,26 +6,13 @@ from collections.abc import Sequence
 
 from sqlmodel import col, select
 
-from agent.audit.chain import GENESIS_HASH, event_hash
+from agent.audit.chain import GENESIS_HASH, link_hash
 from agent.store import AuditEvent, Store
 
 
 def recomputed_hash(row: AuditEvent) -> str:
     """The hash the chain says ``row`` must carry, computed from the stored columns only."""
-    return event_hash(
-        algorithm=row.hash_alg,
-        seq=row.seq,
-        time_iso=row.time.isoformat(),
-        actor_uid=row.actor_uid,
-        actor=row.actor,
-        action=row.action,
-        project_id=row.project_id,
-        target=row.target,
-        outcome=row.outcome,
-        rule=row.rule,
-        details=row.details,
-        prev_hash=row.prev_hash,
-    )
+    return link_hash(row)
 
 
 def stored_events(store: Store) -> list[AuditEvent]:
