@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from agent.api.dispatch import Caller
+from agent.api.server import SocketServer
 from agent.clock import FakeClock
 from agent.config import Config
 from agent.policy import load_default_policy
@@ -115,6 +116,38 @@ def enclave_root() -> Iterator[Path]:
 @pytest.fixture
 def daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
     running = RunningDaemon(enclave_root)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def sqlite_services(tmp_path: Path) -> Iterator[Services]:
+    """Services on a SQLite store, for tests that are not about the database backend."""
+    from tests.api.inprocess import make_sqlite_services
+
+    built = make_sqlite_services(tmp_path)
+    yield built
+    built.store.close()
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A directory every test user can reach (pytest's tmp_path is 0700)."""
+    from tests.api.inprocess import public_dir
+
+    with public_dir() as path:
+        yield path
+
+
+@pytest.fixture
+def server(sqlite_services: Services, socket_dir: Path) -> Iterator[SocketServer]:
+    """An in-process SocketServer wired as vokterd wires it."""
+    from tests.api.inprocess import make_server
+
+    running = make_server(sqlite_services, socket_dir / "vokterd.sock")
     running.start()
     try:
         yield running
