@@ -116,7 +116,9 @@ def demo(keep: bool) -> None:
                       ("uptime", f"{info['uptime_seconds']} s"),
                       ("you are", f"{info['caller']['user']} (uid {info['caller']['uid']})")])
     finally:
-        tour.say("Stopping", "SIGTERM: vokterd closes the socket, records its stop in the audit trail and exits.")
+        tour.say("Stopping",
+                 "SIGTERM: vokterd closes the socket, records its stop in the audit trail "
+                 "and exits.")
         process.send_signal(signal.SIGTERM)
         try:
             code = process.wait(timeout=30)
