@@ -16,12 +16,11 @@ from sqlalchemy import create_engine, text
 from agent.api.dispatch import Caller
 from agent.api.server import SocketServer
 from agent.clock import FakeClock
-from agent.config import Config
-from agent.policy import load_default_policy
-from agent.services import PolicyHolder, Services
+from agent.services import Services
 from agent.store import Store
 from agent.store.migrate import upgrade
 from tests.support.daemon import RunningDaemon, make_enclave_root, remove_enclave_root
+from tests.support.services import build_services
 from tests.support.users import UserFactory
 
 
@@ -75,19 +74,7 @@ def fake_clock() -> FakeClock:
 
 @pytest.fixture
 def services(store: Store, fake_clock: FakeClock, tmp_path: Path) -> Services:
-    config = Config(
-        state_dir=tmp_path / "state",
-        socket_path=tmp_path / "run" / "vokterd.sock",
-        key_store=tmp_path / "keystore",
-        zones_dir=tmp_path / "zones",
-    )
-    return Services(
-        config=config,
-        store=store,
-        clock=fake_clock,
-        policies=PolicyHolder(load_default_policy()),
-        version="test",
-    )
+    return build_services(store, fake_clock, tmp_path)
 
 
 @pytest.fixture

@@ -20,30 +20,19 @@ from agent.access.users import name_of_uid
 from agent.api.dispatch import dispatch, record_refusal
 from agent.api.server import SocketServer
 from agent.clock import FakeClock
-from agent.config import Config
 from agent.operations import OPERATIONS
-from agent.policy import load_default_policy
-from agent.services import PolicyHolder, Services
+from agent.services import Services
 from agent.store import AuditEvent, Store
 from agent.store.migrate import upgrade
+from tests.support.services import build_services
 
 
 def make_sqlite_services(directory: Path, clock: FakeClock | None = None) -> Services:
     """Services as tests/conftest.py builds them, on a SQLite file in ``directory``."""
     store = Store(f"sqlite:///{directory}/v.db")
     upgrade(store.engine)
-    config = Config(
-        state_dir=directory / "state",
-        socket_path=directory / "run" / "vokterd.sock",
-        key_store=directory / "keystore",
-        zones_dir=directory / "zones",
-    )
-    return Services(
-        config=config,
-        store=store,
-        clock=clock or FakeClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)),
-        policies=PolicyHolder(load_default_policy()),
-        version="test",
+    return build_services(
+        store, clock or FakeClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)), directory
     )
 
 

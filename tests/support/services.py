@@ -1,0 +1,27 @@
+"""Building the daemon's Services for tests: one recipe, whatever store and clock they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.clock import FakeClock
+from agent.config import Config
+from agent.policy import load_default_policy
+from agent.services import PolicyHolder, Services
+from agent.store import Store
+
+
+def build_services(store: Store, clock: FakeClock, directory: Path) -> Services:
+    config = Config(
+        state_dir=directory / "state",
+        socket_path=directory / "run" / "vokterd.sock",
+        key_store=directory / "keystore",
+        zones_dir=directory / "zones",
+    )
+    return Services(
+        config=config,
+        store=store,
+        clock=clock,
+        policies=PolicyHolder(load_default_policy()),
+        version="test",
+    )
