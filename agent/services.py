@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from agent.access.live import GateViewHolder
 from agent.clock import Clock
 from agent.config import Config
 from agent.policy import Policy
@@ -43,3 +44,5 @@ class Services:
     #: The schema revision migrated to at start (it only changes at start).
     schema_revision: str | None = None
     watchers: list[str] = field(default_factory=list)
+    #: What the fanotify gate answers opens from; published after every access change.
+    gate_view: GateViewHolder = field(default_factory=GateViewHolder)

@@ -25,6 +25,17 @@ class Action(StrEnum):
     PROJECT_CREATE = "project.create"
     PROJECT_SHOW = "project.show"
     STATUS = "status"
+    #: Add or remove a member or key custodian (A1: the leader decides who gets access).
+    MEMBER_GRANT = "member.grant"
+    MEMBER_REVOKE = "member.revoke"
+    #: Appoint or remove an auditor: the operator's act, never the audited leader's (A2).
+    AUDITOR_APPOINT = "auditor.appoint"
+    AUDITOR_REMOVE = "auditor.remove"
+    MEMBER_LIST = "member.list"
+    #: Everyone who has or had access, with who granted it and why (A2).
+    ACCESS_REVIEW = "access.review"
+    #: Compare the zones with the access list and repair them.
+    ACCESS_CHECK = "access.check"
 
 
 _ANYONE = frozenset(Relation)
@@ -37,6 +48,25 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.PROJECT_CREATE: frozenset({Relation.ROOT}),
     Action.PROJECT_SHOW: _INSIDE,
     Action.STATUS: _ANYONE,
+    Action.MEMBER_GRANT: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.MEMBER_REVOKE: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.AUDITOR_APPOINT: frozenset({Relation.ROOT}),
+    Action.AUDITOR_REMOVE: frozenset({Relation.ROOT}),
+    Action.MEMBER_LIST: _INSIDE,
+    Action.ACCESS_REVIEW: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
+    Action.ACCESS_CHECK: frozenset({Relation.ROOT, Relation.LEADER}),
+}
+
+#: Which action adding or removing each grantable role is.
+GRANT_ACTION: dict[str, Action] = {
+    "member": Action.MEMBER_GRANT,
+    "key_custodian": Action.MEMBER_GRANT,
+    "auditor": Action.AUDITOR_APPOINT,
+}
+REVOKE_ACTION: dict[str, Action] = {
+    "member": Action.MEMBER_REVOKE,
+    "key_custodian": Action.MEMBER_REVOKE,
+    "auditor": Action.AUDITOR_REMOVE,
 }
 
 

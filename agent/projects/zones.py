@@ -19,7 +19,7 @@ from agent.errors import Failed, InvalidRequest
 from agent.projects.rules import ZonePlan
 
 ZONE_MODE = 0o700
-PROJECT_DIR_MODE = 0o700
+PROJECT_DIR_MODE = 0o711
 ZONES_ROOT_MODE = 0o711
 _ADOPTABLE = {"lost+found"}
 

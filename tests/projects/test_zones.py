@@ -53,7 +53,9 @@ def _snapshot(path: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
     return seen
 
 
-def test_zones_are_created_mode_0700_owned_by_root(zones_dir: Path) -> None:
+def test_zones_are_created_mode_0700_owned_by_root_in_a_traversable_project_dir(
+    zones_dir: Path,
+) -> None:
     plan = _plan(zones_dir)
     old = os.umask(0o002)  # a lax umask changes nothing
     try:
@@ -63,7 +65,8 @@ def test_zones_are_created_mode_0700_owned_by_root(zones_dir: Path) -> None:
     assert created == [plan.project_dir, plan.data, plan.key, plan.export, plan.quarantine]
     for path in created:
         assert Path(path).is_dir() and not Path(path).is_symlink()
-        assert _mode(path) == 0o700, path
+        # Members reach their zones through the project folder, which lists nothing (0711).
+        assert _mode(path) == (0o711 if path == plan.project_dir else 0o700), path
         assert _owner(path) == (0, 0), path
 
 
