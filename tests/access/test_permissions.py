@@ -28,6 +28,13 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.PROJECT_CREATE: (True, False, False, False, False, False),
     Action.PROJECT_SHOW:   (True, True,  True,  True,  True,  False),
     Action.STATUS:         (True, True,  True,  True,  True,  True),
+    Action.MEMBER_GRANT:   (True, True,  False, False, False, False),
+    Action.MEMBER_REVOKE:  (True, True,  False, False, False, False),
+    Action.AUDITOR_APPOINT: (True, False, False, False, False, False),
+    Action.AUDITOR_REMOVE: (True, False, False, False, False, False),
+    Action.MEMBER_LIST:    (True, True,  True,  True,  True,  False),
+    Action.ACCESS_REVIEW:  (True, True,  False, False, True,  False),
+    Action.ACCESS_CHECK:   (True, True,  False, False, False, False),
 }
 
 
@@ -112,4 +119,31 @@ def test_relation_and_action_names_are_stable() -> None:
     """They appear in audit records and answers; renaming one is a contract change."""
     assert [r.value for r in Relation] == [
         "root", "leader", "member", "key_custodian", "auditor", "none"]
-    assert [a.value for a in Action] == ["project.create", "project.show", "status"]
+    assert [a.value for a in Action] == [
+        "project.create", "project.show", "status", "member.grant", "member.revoke",
+        "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check"]
+
+
+def test_a1_only_root_and_the_leader_grant_and_revoke_data_and_key_access() -> None:
+    for action in (Action.MEMBER_GRANT, Action.MEMBER_REVOKE):
+        assert {r for r in Relation if may(action, r)} == {Relation.ROOT, Relation.LEADER}
+
+
+def test_a2_only_root_appoints_or_removes_auditors() -> None:
+    for action in (Action.AUDITOR_APPOINT, Action.AUDITOR_REMOVE):
+        assert {r for r in Relation if may(action, r)} == {Relation.ROOT}
+
+
+def test_a2_the_auditor_reviews_access_but_members_do_not() -> None:
+    assert may(Action.ACCESS_REVIEW, Relation.AUDITOR)
+    assert not may(Action.ACCESS_REVIEW, Relation.MEMBER)
+    assert may(Action.MEMBER_LIST, Relation.MEMBER)
+
+
+def test_each_grantable_role_maps_to_its_grant_and_revoke_action() -> None:
+    from agent.access.permissions import GRANT_ACTION, REVOKE_ACTION
+    from agent.access.rules import GRANTABLE_ROLES
+
+    assert set(GRANT_ACTION) == set(REVOKE_ACTION) == set(GRANTABLE_ROLES)
+    assert GRANT_ACTION["auditor"] is Action.AUDITOR_APPOINT
+    assert REVOKE_ACTION["key_custodian"] is Action.MEMBER_REVOKE
