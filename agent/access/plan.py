@@ -160,7 +160,7 @@ EMPTY_VIEW = GateView(MappingProxyType({}))
 
 
 def build_gate_view(plans: Iterable[AccessPlan]) -> GateView:
-    zones = {zone.path.rstrip("/"): zone for plan in plans for zone in plan.zones}
+    zones = {(zone.path.rstrip("/") or "/"): zone for plan in plans for zone in plan.zones}
     return GateView(MappingProxyType(zones))
 
 

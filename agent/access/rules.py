@@ -7,6 +7,7 @@ anything is written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,8 +33,10 @@ class Grant:
 
 def check_role(role: str) -> str:
     if role not in GRANTABLE_ROLES:
+        # Echo the role only when it is a plain word: never a number or a second line.
+        shown = f" '{role}'" if re.fullmatch(r"[a-z_]{1,32}", role) else ""
         raise InvalidRequest(
-            f"unknown role '{role[:32]}'", hint="use one of: " + ", ".join(GRANTABLE_ROLES)
+            f"unknown role{shown}", hint="use one of: " + ", ".join(GRANTABLE_ROLES)
         )
     return role
 
@@ -47,8 +50,11 @@ def check_reason(reason: str | None) -> str:
             rule="A4",
             hint="add --reason 'why this person needs access'",
         )
-    if len(text) > MAX_REASON or any(ch in text for ch in "\n\r\x00"):
-        raise InvalidRequest(f"the reason must be one line of at most {MAX_REASON} characters")
+    if len(text) > MAX_REASON or len(text.splitlines()) > 1 or _has_control(text):
+        raise InvalidRequest(
+            f"the reason must be one line of at most {MAX_REASON} printable characters",
+            rule="A4",
+        )
     return text
 
 
@@ -90,6 +96,8 @@ def check_grant(
         held.add("leader")
     if role in held:
         raise AlreadyExists(f"{user} is already {_article(role)} of this project")
+    if role == "member" and "leader" in held:
+        raise AlreadyExists(f"{user} leads this project and has its data access already")
     if role == "key_custodian" and held & DATA_ROLES and not members_may_hold_key:
         raise RuleViolation(
             f"{user} has access to the research data and cannot also hold the linkage key",
@@ -139,6 +147,10 @@ def find_grant(grants: Iterable[Grant], *, user: str, uid: int, role: str | None
 def due_expiries(grants: Iterable[Grant], now: datetime) -> list[Grant]:
     """Grants whose last day has passed at ``now``."""
     return [g for g in grants if g.expires_at is not None and access_ends_at(g.expires_at) <= now]
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 def _article(role: str) -> str:

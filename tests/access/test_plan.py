@@ -349,9 +349,6 @@ def test_zone_path_with_trailing_slash_is_still_found() -> None:
     assert view.zone_of("/z/p1/data2") is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: build_gate_view strips a zone path '/' to the key '' "
-                   "that zone_of never probes, so a zone at the file-system root is never found "
-                   "and the gate lets everything through (fail open)")
 def test_zone_at_the_root_directory_is_found() -> None:
     project = ProjectZones("p1", LEADER, "/", "/k", "/e", "/q")
     view = build_gate_view([plan_access(project, GRANTS)])
