@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import click
 
 from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
+from cli.commands.access import access
 from cli.commands.demo import demo
+from cli.commands.member import member
 from cli.commands.policy import policy
 from cli.commands.project import project
 from cli.commands.status import status
@@ -42,6 +44,8 @@ def cli(ctx: click.Context, config: str | None, socket: str | None) -> None:
 
 
 cli.add_command(project)
+cli.add_command(member)
+cli.add_command(access)
 cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(demo)
