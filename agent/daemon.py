@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from agent.access.runtime import AccessRuntime
 from agent.access.users import name_of_uid
 from agent.api.dispatch import Caller, RequestContext, dispatch, record_refusal
 from agent.api.server import SocketServer
@@ -136,12 +137,15 @@ class Daemon:
                 max_clients=self.config.max_clients,
             )
             self._audit_self(services, "daemon.start", details={"version": services.version})
+            access = AccessRuntime(services, self.self_caller)
+            access.start()
             server.start()
             try:
                 self._main_loop(services)
             finally:
                 notify("STOPPING=1")
                 server.stop()
+                access.stop()
                 self._audit_self(services, "daemon.stop", details={})
                 store.close()
                 log.info("stopped")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from agent.access import review as access
+from agent.access import service as members
 from agent.api.dispatch import Operation
-from agent.api.schemas import NoArgs, ProjectCreateArgs, ProjectRef
+from agent.api.schemas import (
+    AccessReviewArgs,
+    MemberAddArgs,
+    MemberRemoveArgs,
+    NoArgs,
+    ProjectCreateArgs,
+    ProjectRef,
+)
 from agent.projects import service as projects
 from agent.status import daemon_status
 
@@ -11,5 +20,10 @@ OPERATIONS: dict[str, Operation] = {
     "project.create": Operation(ProjectCreateArgs, projects.create_project),
     "project.show": Operation(ProjectRef, projects.show_project),
     "project.list": Operation(NoArgs, projects.list_projects),
+    "member.add": Operation(MemberAddArgs, members.add_member),
+    "member.remove": Operation(MemberRemoveArgs, members.remove_member),
+    "member.list": Operation(ProjectRef, members.list_members),
+    "access.review": Operation(AccessReviewArgs, access.access_review),
+    "access.check": Operation(ProjectRef, access.access_check),
     "status": Operation(NoArgs, daemon_status),
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def on_terminal() -> bool:
@@ -39,11 +40,17 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
         for _, heading in columns:
             table.add_column(heading)
         for row in rows:
-            table.add_row(*(_cell(row.get(key)) for key, _ in columns))
+            # Cells are other people's text (reasons, file names): never rich markup.
+            table.add_row(*(Text(_cell(row.get(key))) for key, _ in columns))
         Console().print(table)
         return
     for row in rows:
-        print("\t".join(_cell(row.get(key)).replace("\t", " ") for key, _ in columns))
+        print("\t".join(_one_line(_cell(row.get(key))) for key, _ in columns))
+
+
+def _one_line(text: str) -> str:
+    """A record per line in a pipe: no tab or line break inside a cell can split it."""
+    return " ".join(text.replace("\t", " ").splitlines())
 
 
 def print_fields(fields: Sequence[tuple[str, Any]]) -> None:

@@ -52,6 +52,30 @@ class ProjectRef(Args):
     project: Annotated[str, Field(max_length=64)]
 
 
+UserName = Annotated[str, Field(max_length=64)]
+Reason = Annotated[str, Field(max_length=1000)]
+
+
+class MemberAddArgs(Args):
+    project: Annotated[str, Field(max_length=64)]
+    user: UserName
+    role: Annotated[str, Field(max_length=32)]
+    expires: IsoDate | None = None
+    reason: Reason
+
+
+class MemberRemoveArgs(Args):
+    project: Annotated[str, Field(max_length=64)]
+    user: UserName
+    role: Annotated[str, Field(max_length=32)] | None = None
+    reason: Reason
+    terminate: bool = False
+
+
+class AccessReviewArgs(Args):
+    project: Annotated[str, Field(max_length=64)] | None = None
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
+from agent.access.enforce import apply_zone_root
 from agent.access.permissions import Action, Relation, hides_existence, may, relation_of
+from agent.access.plan import plan_access
+from agent.access.sync import project_zones, publish_gate_view
 from agent.access.users import lookup_user
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import NoArgs, ProjectCreateArgs, ProjectRef
@@ -125,20 +128,35 @@ def create_project(ctx: RequestContext, args: ProjectCreateArgs) -> dict[str, An
     except BaseException:
         zones.remove_created(created)
         raise
+    # The leader reaches the data zone from the first moment; the gate guards the new zones.
+    publish_gate_view(ctx.services)
+    for zone in plan_access(project_zones(row), []).zones:
+        apply_zone_root(zone)
     return {**project_view(row), "warnings": warnings}
 
 
-def _visible_project(session: Session, ctx: RequestContext, project_id: str) -> Project:
+def project_for(
+    session: Session, ctx: RequestContext, project_id: str, action: Action
+) -> tuple[Project, Relation]:
+    """The project, if the caller may do ``action`` on it; outsiders learn nothing of it."""
     rules.check_project_id(project_id)
     row = session.get(Project, project_id)
     if row is None:
         raise NotFound(f"no project {project_id}", hint="see 'vokter project list'")
     relation = caller_relation(session, ctx, row)
-    if not may(Action.PROJECT_SHOW, relation):
+    if not may(action, relation):
         if hides_existence(relation):
             raise NotFound(f"no project {project_id}", hint="see 'vokter project list'")
-        raise PermissionDenied(f"you may not see project {project_id}")
-    return row
+        raise PermissionDenied(
+            f"as {relation.value.replace('_', ' ')} of {project_id} you may not do this "
+            f"({action.value})",
+            rule="A1",
+        )
+    return row, relation
+
+
+def _visible_project(session: Session, ctx: RequestContext, project_id: str) -> Project:
+    return project_for(session, ctx, project_id, Action.PROJECT_SHOW)[0]
 
 
 def show_project(ctx: RequestContext, args: ProjectRef) -> dict[str, Any]:

@@ -93,6 +93,7 @@ def demo(keep: bool) -> None:
     console = Console(highlight=False)
     tour = Tour(console)
     root = Path(tempfile.mkdtemp(prefix="vokter-demo-"))
+    root.chmod(0o755)  # the demo's member must be able to reach the zones
     config = _write_config(root)
     log = root / "vokterd.log"
     client = VokterClient(root / "run" / "vokterd.sock")
@@ -107,7 +108,8 @@ def demo(keep: bool) -> None:
         tour.say("vokterd is running",
                  f"A real daemon (pid {process.pid}) listens on a Unix socket. It knows who you "
                  "are from the kernel (SO_PEERCRED), not from anything the client says.")
-        _show_project(tour, client, me, console)
+        if _show_project(tour, client, me, console) and os.geteuid() == 0:
+            _show_access(tour, client, root, console)
         tour.say("Status", "What an operator checks first:")
         tour.command("vokter status")
         info: dict[str, Any] = client.call("status")
@@ -134,7 +136,7 @@ def demo(keep: bool) -> None:
     console.print(f"   vokterd stopped cleanly (exit {code}).\n\n[bold green]Tour complete.[/]")
 
 
-def _show_project(tour: Tour, client: VokterClient, me: str, console: Console) -> None:
+def _show_project(tour: Tour, client: VokterClient, me: str, console: Console) -> bool:
     end = (date.today() + timedelta(days=3 * 365)).isoformat()  # wall-clock: the demo's example
     tour.say("Creating a project",
              "Only the operator (root) creates projects. Each gets a data zone, a key zone for "
@@ -147,10 +149,50 @@ def _show_project(tour: Tour, client: VokterClient, me: str, console: Console) -
     except VokterError as refused:
         console.print(f"   refused: {refused.one_line()}")
         console.print("   (run the demo as root to see a project created)")
-        return
+        return False
     print_fields([(f"{name} zone", path) for name, path in created["zones"].items()])
     for warning in created["warnings"]:
         console.print(f"   [yellow]warning:[/] {warning}")
     tour.say("Listing projects", "Root sees every project; a leader sees only their own.")
     tour.command("vokter project list")
     print_table(client.call("project.list"), PROJECT_COLUMNS, empty="(none)")
+    return True
+
+
+def _run_as(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", user, "--", *argv],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def _show_access(tour: Tour, client: VokterClient, root: Path, console: Console) -> None:
+    """Add a member, let them read, remove them, show the kernel refusing the next open."""
+    user = f"vkdemo{os.getpid()}"
+    made = subprocess.run(["useradd", "--no-create-home", "--user-group", user],
+                          capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        console.print(f"   (could not create a demo user: {made.stderr.strip()})")
+        return
+    data = root / "zones" / "p1234" / "data" / "cohort.csv"
+    try:
+        data.write_text("id,hba1c,income\n1,48,512000\n")
+        tour.say("Adding a member",
+                 f"The leader grants {user} access, with a reason (A4). POSIX ACLs are set on "
+                 "every file of the data zone, and the fanotify gate learns of it at once.")
+        tour.command(f'vokter member add p1234 {user} --role member --reason "analyses HbA1c"')
+        client.call("member.add", project="p1234", user=user, role="member",
+                    reason="analyses HbA1c")
+        tour.command(f"runuser -u {user} -- cat {data}")
+        read = _run_as(user, "cat", str(data))
+        console.print("   " + (read.stdout.strip().replace("\n", "\n   ") or read.stderr.strip()))
+        tour.say("Removing the member",
+                 "Access ends on the very next open, for every file and every running process; "
+                 "files the member owns are handed to the leader (A3).")
+        tour.command(f'vokter member remove p1234 {user} --reason "left the project"')
+        removed = client.call("member.remove", project="p1234", user=user,
+                              reason="left the project")
+        console.print(f"   access ended in {removed['effective_ms']} ms")
+        tour.command(f"runuser -u {user} -- cat {data}")
+        denied = _run_as(user, "cat", str(data))
+        console.print("   " + (denied.stderr.strip() or "(read succeeded: unexpected)"))
+    finally:
+        subprocess.run(["userdel", user], capture_output=True, check=False)

@@ -141,6 +141,10 @@ def test_vokter_demo_runs_the_tour_and_exits_0() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "p1234" in result.stdout and "stopped cleanly (exit 0)" in result.stdout
     assert "Status" in result.stdout
+    # A1/A3: the demo's member reads the data, is removed, and the next open is refused.
+    assert "1,48,512000" in result.stdout
+    assert "access ended in" in result.stdout
+    assert "Operation not permitted" in result.stdout or "Permission denied" in result.stdout
 
 
 def test_daemon_start_failure_is_one_line_not_a_traceback(enclave_root: Path) -> None:

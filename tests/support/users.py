@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TestUser:
+    __test__ = False  # a fixture's value, not a test class
     name: str
     uid: int
     gid: int
