@@ -55,7 +55,10 @@ def test_sigterm_stops_cleanly_and_is_audited(enclave_root: Path) -> None:
     # A restart finds the old trail and continues it.
     daemon.start()
     assert daemon.stop() == 0
-    assert [e["seq"] for e in daemon.audit_events()] == [1, 2, 3, 4]
+    # Each start also records the gate's start: what it saw before is a gap (A5).
+    assert [(e["seq"], e["action"]) for e in daemon.audit_events()] == [
+        (1, "daemon.start"), (2, "access.gate_start"), (3, "daemon.stop"),
+        (4, "daemon.start"), (5, "access.gate_start"), (6, "daemon.stop")]
 
 
 def _policy_with_version(version: str) -> str:
