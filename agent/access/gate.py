@@ -45,7 +45,7 @@ import contextlib
 import os
 import select
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,15 +226,18 @@ class AccessGate:
 
     # --- permission events --------------------------------------------------------------------
 
-    def _perm_loop(self) -> None:
-        while self._wait_readable(self._perm, self._wake_perm[0]):
+    def _batches(self, fd: int, wake: int) -> Iterator[list[fan.Event]]:
+        """Event batches from one group until stop() wakes the loop; read errors are logged."""
+        while self._wait_readable(fd, wake):
             try:
-                events = fan.read_events(self._perm)
+                yield fan.read_events(fd)
             except BlockingIOError:
                 continue
             except OSError as error:
                 log.error("gate_read_failed", error=str(error))
-                continue
+
+    def _perm_loop(self) -> None:
+        for events in self._batches(self._perm, self._wake_perm[0]):
             for event in events:
                 if event.mask & fan.FAN_Q_OVERFLOW:
                     self._problem("overflow", {"group": "permission"})
@@ -285,14 +288,7 @@ class AccessGate:
     # --- notification events ------------------------------------------------------------------
 
     def _notif_loop(self) -> None:
-        while self._wait_readable(self._notif, self._wake_notif[0]):
-            try:
-                events = fan.read_events(self._notif)
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                log.error("gate_read_failed", error=str(error))
-                continue
+        for events in self._batches(self._notif, self._wake_notif[0]):
             for event in events:
                 try:
                     self._notice(event)
