@@ -24,6 +24,7 @@ from agent.access.runtime import AccessRuntime
 from agent.access.users import name_of_uid
 from agent.api.dispatch import Caller, RequestContext, dispatch, record_refusal
 from agent.api.server import SocketServer
+from agent.audit.keys import load_or_create_audit_keys
 from agent.clock import Clock, SystemClock
 from agent.config import Config, config_path_from_env, load_config
 from agent.errors import PolicyInvalid, VokterError
@@ -123,6 +124,7 @@ class Daemon:
                 clock=self.clock,
                 policies=PolicyHolder(policy),
                 version=vokter_version(),
+                audit_keys=load_or_create_audit_keys(self.config.key_store),
                 started_monotonic=self.clock.monotonic(),
                 schema_revision=current_revision(store.engine),
             )

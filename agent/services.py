@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 
 from agent.access.live import GateViewHolder
+from agent.audit.keys import AuditKeys
 from agent.clock import Clock
 from agent.config import Config
 from agent.policy import Policy
@@ -40,6 +41,8 @@ class Services:
     clock: Clock
     policies: PolicyHolder
     version: str
+    #: The key store's audit keys: the MAC key seals events, the signing key checkpoints.
+    audit_keys: AuditKeys
     started_monotonic: float = 0.0
     #: The schema revision migrated to at start (it only changes at start).
     schema_revision: str | None = None

@@ -39,7 +39,8 @@ def bench_audit(root: Path, count: int) -> float:
         with store.write() as session:
             append_event(session, EventFields(
                 time=datetime.now(UTC), actor_uid=0, actor="root", action="bench.event",
-                outcome="ok", project_id="p1", target=f"file{i}", details={"i": i}))
+                outcome="ok", project_id="p1", target=f"file{i}", details={"i": i}),
+                mac_key=bytes(32))
     elapsed = time.perf_counter() - start
     store.close()
     return count / elapsed

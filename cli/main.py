@@ -13,6 +13,7 @@ import click
 
 from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
+from cli.commands.audit import audit
 from cli.commands.demo import demo
 from cli.commands.member import member
 from cli.commands.policy import policy
@@ -46,6 +47,7 @@ def cli(ctx: click.Context, config: str | None, socket: str | None) -> None:
 cli.add_command(project)
 cli.add_command(member)
 cli.add_command(access)
+cli.add_command(audit)
 cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(demo)

@@ -36,6 +36,9 @@ class Action(StrEnum):
     ACCESS_REVIEW = "access.review"
     #: Compare the zones with the access list and repair them.
     ACCESS_CHECK = "access.check"
+    #: Read a project's audit trail: export it, verify it (A5: auditors export these logs).
+    #: The leader is left out on purpose: the trail records what the leader did too.
+    AUDIT_READ = "audit.read"
 
 
 _ANYONE = frozenset(Relation)
@@ -55,6 +58,7 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.MEMBER_LIST: _INSIDE,
     Action.ACCESS_REVIEW: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
     Action.ACCESS_CHECK: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.AUDIT_READ: frozenset({Relation.ROOT, Relation.AUDITOR}),
 }
 
 #: Which action adding or removing each grantable role is.

@@ -69,6 +69,7 @@ class RequestContext:
                 rule=rule,
                 details={"pid": self.caller.pid, **(details or {})},
             ),
+            mac_key=self.services.audit_keys.mac_key,
             algorithm=self.services.policies.current().audit.hash,
         )
 
@@ -126,7 +127,7 @@ def dispatch(
             raise ProtocolError(f"unknown operation '{envelope.op[:64]}' (known: {known})")
         action = envelope.op
         raw_project = envelope.args.get("project")
-        project = raw_project[:64] if isinstance(raw_project, str) else None
+        project = raw_project[:32] if isinstance(raw_project, str) else None
         args: BaseModel = parse_args(operation.args, envelope.args)
         result = operation.handler(RequestContext(caller, services), args)
         return {"ok": True, "result": result}

@@ -1,55 +1,166 @@
 """Appending to the audit trail inside the caller's transaction.
 
-The event is added to the same session as the change it records, so both commit or neither
-does: an action whose audit event cannot be written does not happen (fail closed).
+The events are added to the same session as the change they record, so both commit or neither
+does: an action whose audit event cannot be written does not happen (fail closed). Each event is
+linked into the whole trail and into its project's chain, and sealed with the key store's MAC
+key. Identity numbers are masked here, once, for every event whoever records it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC
+from typing import Any
 
+import structlog
+from sqlalchemy import event, insert
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
-from agent.audit.chain import GENESIS_HASH, EventFields, canonical_details, link_hash
+from agent.audit.chain import (
+    GENESIS_HASH,
+    EventFields,
+    MacSealer,
+    canonical_details,
+    event_hash,
+    format_time,
+)
+from agent.audit.redact import redact_identity_numbers
 from agent.errors import AuditUnavailable
-from agent.store.tables import AuditEvent
+from agent.store.tables import AuditEvent, AuditHead
+
+#: The chain name of the whole trail in ``audit_head`` (project ids are never empty).
+TRAIL = ""
+_PENDING = "vokter.audit.pending"
+siem_log = structlog.get_logger("vokter.audit")
 
 
-def append_event(session: Session, fields: EventFields, algorithm: str = "sha256") -> AuditEvent:
-    """Link ``fields`` to the head of the chain. The caller holds the store's write lock."""
-    if fields.time.tzinfo is None:
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_identity_numbers(value)
+    if isinstance(value, Mapping):
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _heads(session: Session, chains: set[str]) -> dict[str, AuditHead]:
+    rows = session.exec(select(AuditHead).where(col(AuditHead.chain).in_(chains))).all()
+    return {row.chain: row for row in rows}
+
+
+def append_events(
+    session: Session, batch: Sequence[EventFields], *, mac_key: bytes, algorithm: str = "sha256"
+) -> list[dict[str, Any]]:
+    """Link ``batch`` to the heads of its chains, in order. The caller holds the store's write
+    lock (``Store.write``), so no other writer moves the heads meanwhile."""
+    if any(fields.time.tzinfo is None for fields in batch):
         raise AuditUnavailable(
             "an audit event needs a timezone-aware time; nothing was changed",
             hint="the clock must give UTC-aware times",
         )
+    sealer = MacSealer(mac_key)
     try:
-        newest = select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)
-        head = session.exec(newest).first()
-        seq = 1 if head is None else head.seq + 1
-        prev = GENESIS_HASH if head is None else head.hash
-        row = AuditEvent(
-            seq=seq,
-            # Stored (and so hashed) in UTC, so the chain re-verifies from the stored row.
-            time=fields.time.astimezone(UTC),
-            actor_uid=fields.actor_uid,
-            actor=fields.actor,
-            action=fields.action,
-            project_id=fields.project_id,
-            target=fields.target,
-            outcome=fields.outcome,
-            rule=fields.rule,
-            details=canonical_details(fields.details),
-            hash_alg=algorithm,
-            prev_hash=prev,
-            hash="",
-        )
-        row.hash = link_hash(row)
-        session.add(row)
-        session.flush()
+        chains = {TRAIL} | {f.project_id for f in batch if f.project_id is not None}
+        heads = _heads(session, chains)
+        latest = {name: (head.seq, head.hash) for name, head in heads.items()}
+        seq, prev = latest.get(TRAIL, (0, GENESIS_HASH))
+        rows: list[dict[str, Any]] = []
+        for fields in batch:
+            seq += 1
+            project, project_seq, project_prev = fields.project_id, None, None
+            if project is not None:
+                last_seq, project_prev = latest.get(project, (0, GENESIS_HASH))
+                project_seq = last_seq + 1
+            moment = fields.time.astimezone(UTC)
+            actor = redact_identity_numbers(fields.actor)
+            target = None if fields.target is None else redact_identity_numbers(fields.target)
+            details = canonical_details(_masked(fields.details or {}))
+            digest = event_hash(
+                algorithm=algorithm, seq=seq, time=format_time(moment),
+                actor_uid=fields.actor_uid, actor=actor, action=fields.action,
+                project_id=project, project_seq=project_seq, target=target,
+                outcome=fields.outcome, rule=fields.rule, details=details,
+                prev_hash=prev, project_prev_hash=project_prev,
+            )
+            row = {
+                "seq": seq,
+                "time": moment,
+                "actor_uid": fields.actor_uid,
+                "actor": actor,
+                "action": fields.action,
+                "project_id": project,
+                "project_seq": project_seq,
+                "target": target,
+                "outcome": fields.outcome,
+                "rule": fields.rule,
+                "details": details,
+                "hash_alg": algorithm,
+                "prev_hash": prev,
+                "project_prev_hash": project_prev,
+            }
+            row["hash"] = digest
+            row["mac"] = sealer.mac(digest)
+            rows.append(row)
+            prev = digest
+            latest[TRAIL] = (seq, digest)
+            if project is not None and project_seq is not None:
+                latest[project] = (project_seq, digest)
+        if rows:
+            session.execute(insert(AuditEvent), rows)
+            for name, (head_seq, head_hash) in latest.items():
+                existing = heads.get(name)
+                if existing is None:
+                    session.add(AuditHead(chain=name, seq=head_seq, hash=head_hash))
+                elif existing.seq != head_seq:
+                    existing.seq, existing.hash = head_seq, head_hash
+                    session.add(existing)
+            session.flush()
     except SQLAlchemyError as exc:
         raise AuditUnavailable(
             f"the audit trail cannot be written ({exc.__class__.__name__}); nothing was changed",
             hint="check the database and the daemon's log",
         ) from None
-    return row
+    session.info.setdefault(_PENDING, []).extend(rows)
+    return rows
+
+
+def append_event(
+    session: Session, fields: EventFields, *, mac_key: bytes, algorithm: str = "sha256"
+) -> AuditEvent:
+    [row] = append_events(session, [fields], mac_key=mac_key, algorithm=algorithm)
+    return AuditEvent(**row)
+
+
+def _log_to_siem(row: dict[str, Any]) -> None:
+    siem_log.info(
+        "audit_event",
+        seq=row["seq"],
+        time=format_time(row["time"]),
+        actor_uid=row["actor_uid"],
+        actor=row["actor"],
+        action=row["action"],
+        project=row["project_id"],
+        target=row["target"],
+        outcome=row["outcome"],
+        rule=row["rule"],
+        details=row["details"],
+        hash=row["hash"],
+    )
+
+
+def _after_commit(session: OrmSession) -> None:
+    """The SIEM feed: each event, once committed, as one structured log line (journald or
+    syslog forward it). Only committed events: a rolled-back action leaves no line."""
+    for row in session.info.pop(_PENDING, ()):
+        _log_to_siem(row)
+
+
+def _after_rollback(session: OrmSession) -> None:
+    session.info.pop(_PENDING, None)
+
+
+event.listen(OrmSession, "after_commit", _after_commit)
+event.listen(OrmSession, "after_rollback", _after_rollback)

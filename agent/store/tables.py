@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Text
+from sqlalchemy import DateTime, Dialect, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -74,9 +74,13 @@ class Member(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     """One link of the audit chain. ``seq`` is assigned by the chain, not by the database, so
     that a gap is visible; ``project_id`` has no foreign key because refusals about projects
-    that do not exist are recorded too."""
+    that do not exist are recorded too. An event about a project is also a link of that
+    project's own chain (``project_seq``, ``project_prev_hash``)."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (
+        UniqueConstraint("project_id", "project_seq", name="uq_audit_event_project_seq"),
+    )
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     time: datetime = Field(sa_type=UTCDateTime)
@@ -91,6 +95,35 @@ class AuditEvent(SQLModel, table=True):
     hash_alg: str = Field(max_length=16)
     prev_hash: str = Field(max_length=128)
     hash: str = Field(max_length=128)
+    project_seq: int | None = None
+    project_prev_hash: str | None = Field(default=None, max_length=128)
+    #: HMAC-SHA256 of ``hash`` under the key store's audit key (agent.audit.chain.event_mac).
+    mac: str = Field(default="", max_length=64)
 
 
-ALL_TABLES = (Project, Member, AuditEvent)
+class AuditHead(SQLModel, table=True):
+    """The newest link of each chain ("" is the whole trail), kept beside the events so that
+    appending and checkpointing need not scan them. A cache: verification never trusts it."""
+
+    __tablename__ = "audit_head"
+
+    chain: str = Field(primary_key=True, max_length=32)
+    seq: int
+    hash: str = Field(max_length=128)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed statement of every chain's head at a moment (agent.audit.checkpoint)."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = Field(sa_type=UTCDateTime)
+    seq: int = Field(index=True)
+    head: str = Field(max_length=128)
+    key_id: str = Field(max_length=32)
+    payload: str = Field(sa_type=Text)
+    signature: str = Field(max_length=128)
+
+
+ALL_TABLES = (Project, Member, AuditEvent, AuditHead, AuditCheckpoint)

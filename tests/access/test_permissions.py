@@ -35,6 +35,7 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.MEMBER_LIST:    (True, True,  True,  True,  True,  False),
     Action.ACCESS_REVIEW:  (True, True,  False, False, True,  False),
     Action.ACCESS_CHECK:   (True, True,  False, False, False, False),
+    Action.AUDIT_READ:     (True, False, False, False, True,  False),
 }
 
 
@@ -121,7 +122,8 @@ def test_relation_and_action_names_are_stable() -> None:
         "root", "leader", "member", "key_custodian", "auditor", "none"]
     assert [a.value for a in Action] == [
         "project.create", "project.show", "status", "member.grant", "member.revoke",
-        "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check"]
+        "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check",
+        "audit.read"]
 
 
 def test_a1_only_root_and_the_leader_grant_and_revoke_data_and_key_access() -> None:
@@ -147,3 +149,7 @@ def test_each_grantable_role_maps_to_its_grant_and_revoke_action() -> None:
     assert set(GRANT_ACTION) == set(REVOKE_ACTION) == set(GRANTABLE_ROLES)
     assert GRANT_ACTION["auditor"] is Action.AUDITOR_APPOINT
     assert REVOKE_ACTION["key_custodian"] is Action.MEMBER_REVOKE
+
+
+def test_a5_only_root_and_the_project_auditor_read_its_audit_trail() -> None:
+    assert [r for r in COLUMNS if may(Action.AUDIT_READ, r)] == [R, A]

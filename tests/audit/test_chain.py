@@ -10,52 +10,61 @@ import pytest
 from agent.audit.chain import (
     GENESIS_HASH,
     HASH_ALGORITHMS,
+    MacSealer,
     canonical_details,
     encode_fields,
     event_hash,
+    event_mac,
+    format_time,
+    parse_time,
 )
 
 BASE: dict[str, Any] = {
     "algorithm": "sha256",
     "seq": 7,
-    "time_iso": "2026-11-23T12:00:00+00:00",
+    "time": "2026-11-23T12:00:00.000000Z",
     "actor_uid": 1001,
     "actor": "alice",
     "action": "member.add",
     "project_id": "p1234",
+    "project_seq": 3,
     "target": "bob",
     "outcome": "ok",
     "rule": "A4",
     "details": '{"reason":"analysis"}',
     "prev_hash": "ab" * 32,
+    "project_prev_hash": "cd" * 32,
 }
 
 #: For every field of event_hash, a value that differs from BASE's.
 CHANGED: dict[str, Any] = {
     "algorithm": "sha512",
     "seq": 8,
-    "time_iso": "2026-11-23T12:00:00.000001+00:00",
+    "time": "2026-11-23T12:00:00.000001Z",
     "actor_uid": 1002,
     "actor": "alicf",
     "action": "member.remove",
     "project_id": "p1235",
+    "project_seq": 4,
     "target": "carol",
     "outcome": "refused",
     "rule": "A3",
     "details": '{"reason":"analysiS"}',
     "prev_hash": "ab" * 31 + "ac",
+    "project_prev_hash": "cd" * 31 + "ce",
 }
 
 
 def spec_hash(**fields: Any) -> str:
-    """The v1 format written out independently: each field as an 8-byte big-endian length and
-    its UTF-8 bytes, after the 'vokter-audit-v1' tag; an absent optional field is the length
-    2**64-1 with no bytes, so that absent and empty differ."""
-    order = ["algorithm", "seq", "time_iso", "actor_uid", "actor", "action", "project_id",
-             "target", "outcome", "rule", "details", "prev_hash"]
+    """The v2 format written out independently (docs/audit-format.md): each field as an 8-byte
+    big-endian length and its UTF-8 bytes, after the 'vokter-audit-v2' tag; an absent optional
+    field is the length 2**64-1 with no bytes, so that absent and empty differ."""
+    order = ["algorithm", "seq", "time", "actor_uid", "actor", "action", "project_id",
+             "project_seq", "target", "outcome", "rule", "details", "prev_hash",
+             "project_prev_hash"]
     payload = b""
     values = [None if fields[k] is None else str(fields[k]) for k in order]
-    for value in ["vokter-audit-v1", *values]:
+    for value in ["vokter-audit-v2", *values]:
         if value is None:
             payload += b"\xff" * 8
             continue
@@ -74,10 +83,11 @@ def test_event_hash_is_deterministic() -> None:
     assert len(event_hash(**BASE)) == 64
 
 
-def test_event_hash_follows_the_published_v1_encoding() -> None:
+def test_event_hash_follows_the_published_v2_encoding() -> None:
     """Old trails must stay verifiable: the encoding may not drift silently."""
     assert event_hash(**BASE) == spec_hash(**BASE)
-    absent = {**BASE, "project_id": None, "target": None, "rule": None}
+    absent = {**BASE, "project_id": None, "project_seq": None, "target": None, "rule": None,
+              "project_prev_hash": None}
     assert event_hash(**absent) == spec_hash(**absent)
 
 
@@ -86,12 +96,15 @@ def test_a5_event_hash_changes_when_any_single_field_changes(field: str) -> None
     assert event_hash(**{**BASE, field: CHANGED[field]}) != event_hash(**BASE)
 
 
-@pytest.mark.parametrize("field", ["project_id", "target", "rule"])
+OPTIONAL = ["project_id", "project_seq", "target", "rule", "project_prev_hash"]
+
+
+@pytest.mark.parametrize("field", OPTIONAL)
 def test_a5_event_hash_changes_when_an_optional_field_is_dropped(field: str) -> None:
     assert event_hash(**{**BASE, field: None}) != event_hash(**BASE)
 
 
-@pytest.mark.parametrize("field", ["project_id", "target", "rule"])
+@pytest.mark.parametrize("field", ["project_id", "target", "rule", "project_prev_hash"])
 def test_a5_event_hash_tells_an_absent_optional_field_from_an_empty_one(field: str) -> None:
     assert event_hash(**{**BASE, field: None}) != event_hash(**{**BASE, field: ""})
 
@@ -159,3 +172,26 @@ def test_the_supported_algorithms_all_hash_apart() -> None:
 
 def test_genesis_hash_is_64_zeros() -> None:
     assert GENESIS_HASH == "0" * 64
+
+
+def test_format_time_always_writes_microseconds_and_z() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    assert format_time(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)) == "2026-11-23T12:00:00.000000Z"
+    oslo = datetime(2026, 7, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert format_time(oslo) == "2026-07-01T12:00:00.000005Z"
+    assert parse_time(format_time(oslo)) == oslo
+    with pytest.raises(ValueError):
+        parse_time("2026-07-01T12:00:00Z")
+
+
+def test_a5_the_mac_is_hmac_sha256_of_the_hash_bytes_and_needs_the_key() -> None:
+    import hmac
+
+    digest = event_hash(**BASE)
+    key = bytes(range(32))
+    expected = hmac.new(key, bytes.fromhex(digest), "sha256").hexdigest()
+    assert event_mac(key, digest) == expected == MacSealer(key).mac(digest)
+    assert event_mac(bytes(32), digest) != expected
+    long_key = b"k" * 100
+    assert MacSealer(long_key).mac(digest) == event_mac(long_key, digest)

@@ -13,7 +13,12 @@ from agent.audit.chain import GENESIS_HASH, EventFields
 from agent.audit.trail import append_event
 from agent.errors import AuditUnavailable
 from agent.store import AuditEvent, Store
-from tests.audit.chain_check import assert_intact_chain, recomputed_hash, stored_events
+from tests.audit.chain_check import (
+    TEST_MAC_KEY,
+    assert_intact_chain,
+    recomputed_hash,
+    stored_events,
+)
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, 500000, tzinfo=UTC)
 
@@ -33,7 +38,7 @@ VARIED = [
 
 def append(store: Store, fields: EventFields, algorithm: str = "sha256") -> AuditEvent:
     with store.write() as session:
-        return append_event(session, fields, algorithm)
+        return append_event(session, fields, mac_key=TEST_MAC_KEY, algorithm=algorithm)
 
 
 def test_a5_first_event_links_to_genesis(store: Store) -> None:
@@ -48,7 +53,7 @@ def test_a5_appended_events_form_a_linked_chain_recomputable_from_the_rows(
 ) -> None:
     returned = [append(store, fields) for fields in VARIED]
     rows = stored_events(store)
-    assert_intact_chain(rows)
+    assert_intact_chain(rows, TEST_MAC_KEY)
     assert [row.hash for row in rows] == [row.hash for row in returned]
     assert [(r.actor, r.action, r.outcome, r.project_id, r.target, r.rule) for r in rows] == [
         (f.actor, f.action, f.outcome, f.project_id, f.target, f.rule) for f in VARIED
@@ -97,13 +102,13 @@ def test_an_unwritable_event_raises_audit_unavailable_and_nothing_is_stored(
     naive = EventFields(time=datetime(2026, 11, 23, 12, 0), actor_uid=0, actor="root",
                         action="x", outcome="ok")
     with pytest.raises(AuditUnavailable, match="nothing was changed"), store.write() as session:
-        append_event(session, naive)
+        append_event(session, naive, mac_key=TEST_MAC_KEY)
     assert stored_events(store) == []
 
 
 def test_an_unsupported_algorithm_writes_nothing(store: Store) -> None:
     with pytest.raises(ValueError, match="unsupported"), store.write() as session:
-        append_event(session, VARIED[0], "md5")
+        append_event(session, VARIED[0], mac_key=TEST_MAC_KEY, algorithm="md5")
     assert stored_events(store) == []
 
 

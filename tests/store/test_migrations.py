@@ -35,6 +35,13 @@ ROWS_AT_0001 = [
     "'root', 'project.create', 'p42', 'p42', 'ok', NULL, :details, 'sha256', :prev, :hash)",
 ]
 ROW_VALUES = {"details": '{"pid":1}', "prev": "0" * 64, "hash": "a" * 64}
+# The same rows at head: events carry a MAC from revision 0002 on.
+ROWS_AT_HEAD = [
+    *ROWS_AT_0001[:2],
+    ROWS_AT_0001[2].replace("prev_hash, hash)", "prev_hash, hash, mac)").replace(
+        ":hash)", ":hash, 'ff')"
+    ),
+]
 
 
 @pytest.fixture
@@ -86,6 +93,8 @@ def test_rows_written_at_the_first_revision_survive_the_upgrade_to_head(
     assert [(e.seq, e.action, e.time, e.hash) for e in events] == [
         (1, "project.create", stamp, "a" * 64)
     ]
+    # 0002 leaves development-era events unsealed rather than sealing them after the fact.
+    assert [(e.mac, e.project_seq, e.project_prev_hash) for e in events] == [("", None, None)]
 
 
 def test_migrated_schema_matches_the_models_exactly(store: Store) -> None:
@@ -107,7 +116,7 @@ def test_the_schema_comparison_notices_a_model_without_a_migration(store: Store)
 def test_upgrade_twice_is_harmless(store: Store) -> None:
     """The daemon upgrades at every start; a second start changes nothing and loses nothing."""
     with store.engine.begin() as connection:
-        for statement in ROWS_AT_0001:
+        for statement in ROWS_AT_HEAD:
             connection.execute(text(statement), ROW_VALUES)
 
     upgrade(store.engine)

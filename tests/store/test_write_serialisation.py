@@ -13,7 +13,7 @@ from agent.audit.chain import EventFields
 from agent.audit.trail import append_event
 from agent.store import Store
 from agent.store.migrate import upgrade
-from tests.audit.chain_check import assert_intact_chain, stored_events
+from tests.audit.chain_check import TEST_MAC_KEY, assert_intact_chain, stored_events
 
 THREADS = 8
 EVENTS_PER_THREAD = 25
@@ -36,7 +36,9 @@ def append_concurrently(stores: list[Store]) -> None:
                         EventFields(
                             time=WHEN, actor_uid=1000 + worker, actor=f"worker{worker}",
                             action="test.append", outcome="ok", details={"n": n},
+                            project_id=f"p{worker % 3}",
                         ),
+                        mac_key=TEST_MAC_KEY,
                     )
         except BaseException as exc:  # collected and re-raised in the main thread
             errors.append(exc)
@@ -53,7 +55,7 @@ def append_concurrently(stores: list[Store]) -> None:
 def assert_every_append_recorded_once(store: Store) -> None:
     rows = stored_events(store)
     assert len(rows) == THREADS * EVENTS_PER_THREAD
-    assert_intact_chain(rows)
+    assert_intact_chain(rows, TEST_MAC_KEY)
     appended = sorted((row.actor, row.details) for row in rows)
     assert appended == sorted(
         (f"worker{w}", f'{{"n":{n}}}') for w in range(THREADS) for n in range(EVENTS_PER_THREAD)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.audit.keys import load_or_create_audit_keys
 from agent.clock import FakeClock
 from agent.config import Config
 from agent.policy import load_default_policy
@@ -24,4 +25,5 @@ def build_services(store: Store, clock: FakeClock, directory: Path) -> Services:
         clock=clock,
         policies=PolicyHolder(load_default_policy()),
         version="test",
+        audit_keys=load_or_create_audit_keys(config.key_store),
     )

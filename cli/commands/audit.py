@@ -1,0 +1,19 @@
+"""``vokter audit``: the trail's public key and checkpoints, verifying it, exporting it."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit trail: who did what, and who opened which file (A5).
+
+    \b
+    An auditor's workflow:
+      vokter audit pubkey > vokter-audit.pub          # once; keep it outside the enclave
+      vokter audit checkpoint > checkpoint.json       # now and then; keep it too
+      vokter audit verify --project p1234 --checkpoint checkpoint.json
+      vokter audit export --project p1234 --format csv -o p1234-audit.csv
+      vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub
+    """
