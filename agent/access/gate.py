@@ -54,6 +54,7 @@ import structlog
 from agent.access import fanotify as fan
 from agent.access.live import GateViewHolder
 from agent.access.plan import GateView, ZoneAccess, decide_open
+from agent.access.processes import fsuid, program_name
 
 log = structlog.get_logger("vokterd.gate")
 
@@ -76,36 +77,6 @@ class DeniedOpen:
     pid: int
     program: str
     zone: ZoneAccess
-
-
-def _fsuid(pid: int) -> int | None:
-    """The file-system uid the kernel checks opens with; None if the process is gone."""
-    try:
-        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    try:
-        text = os.read(fd, 8192)
-    except ProcessLookupError:  # the process exited between open and read
-        return None
-    finally:
-        os.close(fd)
-    start = text.find(b"\nUid:")
-    if start < 0:
-        return None
-    return int(text[start:text.index(b"\n", start + 1)].split()[4])
-
-
-def _program(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", "rb") as comm:
-            return os.fsdecode(comm.read().strip()) or "?"
-    except OSError:
-        pass
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-    except OSError:
-        return "?"
 
 
 class AccessGate:
@@ -265,12 +236,12 @@ class AccessGate:
         try:
             path = os.readlink(f"/proc/self/fd/{event.fd}")
             zone = view.zone_of(path)
-            uid = _fsuid(event.pid)
+            uid = fsuid(event.pid)
             allow = zone is None if uid is None else decide_open(view, path, uid).allow
         except Exception as error:
             log.error("gate_judge_failed", pid=event.pid, path=path, error=repr(error))
             allow = path is not None and zone is None
-        program = "" if allow else _program(event.pid)
+        program = "" if allow else program_name(event.pid)
         fan.respond(self._perm, event.fd, allow)
         self._decisions += 1
         if allow:

@@ -77,12 +77,50 @@ def _readlink(path: str) -> str | None:
         return None
 
 
-def _program(pid: int) -> str:
+def fsuid(pid: int) -> int | None:
+    """The file-system uid the kernel checks opens with; None if the process is gone.
+
+    Read with one ``os.read`` of a raw descriptor: the fanotify gate calls this for every open
+    in a zone while the opener waits.
+    """
     try:
-        with open(f"{PROC}/{pid}/comm", encoding="utf-8", errors="replace") as comm:
-            return comm.read().strip() or "?"
+        fd = os.open(f"{PROC}/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        text = os.read(fd, 8192)
+    except ProcessLookupError:  # the process exited between open and read
+        return None
+    finally:
+        os.close(fd)
+    start = text.find(b"\nUid:")
+    if start < 0:
+        return None
+    return int(text[start:text.index(b"\n", start + 1)].split()[4])
+
+
+def program_name(pid: int, *, gone: str = "?") -> str:
+    """The short name people know a process by (``cat``), else its executable's base name;
+    ``gone`` if the process ended before we looked."""
+    try:
+        with open(f"{PROC}/{pid}/comm", "rb") as comm:
+            name = os.fsdecode(comm.read().strip())
+        if name:
+            return name
     except OSError:
-        return "?"
+        pass
+    exe = _readlink(f"{PROC}/{pid}/exe")
+    return os.path.basename(exe) if exe else gone
+
+
+def program_path(pid: int, *, gone: str = "?") -> str:
+    """The executable's path (``/usr/bin/cat``), else the short name; ``gone`` if neither.
+
+    For the access log the path is the better witness: a process can rename its short name
+    (``prctl(PR_SET_NAME)``) but not the file it was started from.
+    """
+    exe = _readlink(f"{PROC}/{pid}/exe")
+    return exe if exe else program_name(pid, gone=gone)
 
 
 class _Zones:
@@ -171,7 +209,7 @@ def find_holders(uid: int, zone_roots: Iterable[str]) -> list[ProcessHold]:
     for pid in _pids():
         if not _acts_as(pid, uid):
             continue
-        program = _program(pid)
+        program = program_name(pid)
         held = _held_paths(pid, zones)
         if not held or not _acts_as(pid, uid):
             continue  # gone, holds nothing, or changed identity while we looked

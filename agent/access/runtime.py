@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 from agent.access.enforce import repair_path
 from agent.access.expiry import SWEEP_SECONDS, expire_memberships
 from agent.access.gate import AccessGate, DeniedOpen
+from agent.access.processes import program_name
 from agent.access.service import enforce_plan
 from agent.access.sync import all_plans, publish_gate_view
 from agent.access.users import name_of_uid
@@ -79,7 +80,8 @@ class AccessRuntime:
             self.services.gate_view,
             on_denied=self._events.put,
             # Name the program now: by the time the worker gets to it, it has often exited.
-            on_attrib=lambda path, pid: self._events.put(AttribChange(path, pid, _program(pid))),
+            on_attrib=lambda path, pid: self._events.put(
+                AttribChange(path, pid, program_name(pid, gone="unknown (process ended)"))),
             on_problem=self._on_problem,
         )
         try:
@@ -229,14 +231,6 @@ class AccessRuntime:
                     rule=rule, details=details)
         except VokterError as error:
             log.error("access_event_not_audited", action=action, error=error.one_line())
-
-
-def _program(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
-            return redact_identity_numbers(comm.read().strip())
-    except OSError:
-        return "unknown (process ended)"
 
 
 def _soon() -> datetime:
