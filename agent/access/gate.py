@@ -29,8 +29,11 @@ How:
   and drops every mark, so a stopped or crashed daemon never locks anyone out; the ACLs still
   hold. Marks on deleted directories vanish with the inode (``FAN_DELETE_SELF`` drops them
   from the handle map); a zone leaving the view loses its marks.
-* The reader threads take no lock, but ``on_denied`` and ``on_problem`` run on them (and
-  ``on_problem`` also on whichever thread publishes a view): both must only queue.
+* The reader threads take no lock, but ``on_denied``, ``on_allowed`` and ``on_problem`` run
+  on them (and ``on_problem`` also on whichever thread publishes a view): all must only queue.
+* ``on_allowed`` (the data-access log, A5) hears each allowed open of a regular file in a zone,
+  with the opener's uid, pid and executable, read while the opener still waits (a short-lived
+  ``cat`` has often exited by the time anyone else looks).
 
 Known limits (by the kernel's design): a file already open before a removal stays readable
 through that descriptor; FIFOs and device nodes get no permission events (kernel 6.18 sends
@@ -44,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -53,8 +57,9 @@ import structlog
 
 from agent.access import fanotify as fan
 from agent.access.live import GateViewHolder
+from agent.access.marked import MarkedDirectories
 from agent.access.plan import GateView, ZoneAccess, decide_open
-from agent.access.processes import fsuid, program_name
+from agent.access.processes import fsuid, program_name, program_path
 
 log = structlog.get_logger("vokterd.gate")
 
@@ -79,6 +84,17 @@ class DeniedOpen:
     zone: ZoneAccess
 
 
+@dataclass(frozen=True)
+class AllowedOpen:
+    """An allowed open of a regular file in a zone; ``program`` is the executable's path."""
+
+    path: str
+    uid: int
+    pid: int
+    program: str
+    zone: ZoneAccess
+
+
 class AccessGate:
     def __init__(
         self,
@@ -87,9 +103,11 @@ class AccessGate:
         on_denied: Callable[[DeniedOpen], None],
         on_attrib: Callable[[str, int], None],
         on_problem: Callable[[str, dict[str, Any]], None],
+        on_allowed: Callable[[AllowedOpen], None] | None = None,
     ) -> None:
         self._views = views
         self._on_denied = on_denied
+        self._on_allowed = on_allowed
         self._on_attrib = on_attrib
         self._on_problem = on_problem
         self._pid = os.getpid()
@@ -105,15 +123,14 @@ class AccessGate:
         self._subscribed = False
         # Guards the maps below; taken by marking only, never by the permission thread.
         self._lock = threading.Lock()
-        self._by_handle: dict[fan.HandleKey, str] = {}
-        self._by_path: dict[str, fan.HandleKey] = {}
+        self._marked = MarkedDirectories()
         self._zone_roots: set[str] = set()
         self._decisions = 0
         self._denials = 0
 
     @property
     def marked_directories(self) -> int:
-        return len(self._by_path)
+        return len(self._marked)
 
     @property
     def decisions(self) -> int:
@@ -164,8 +181,7 @@ class AccessGate:
         self._perm_thread = self._notif_thread = None
         self._close_fds()  # the kernel allows pending opens and drops every mark
         with self._lock:
-            self._by_handle.clear()
-            self._by_path.clear()
+            self._marked.clear()
             self._zone_roots.clear()
         log.info("gate_stopped", decisions=self._decisions, denials=self._denials)
 
@@ -242,9 +258,15 @@ class AccessGate:
             log.error("gate_judge_failed", pid=event.pid, path=path, error=repr(error))
             allow = path is not None and zone is None
         program = "" if allow else program_name(event.pid)
+        allowed = self._allowed_open(event, path, uid, zone) if allow else None
         fan.respond(self._perm, event.fd, allow)
         self._decisions += 1
         if allow:
+            if allowed is not None and self._on_allowed is not None:
+                try:
+                    self._on_allowed(allowed)
+                except Exception:
+                    log.exception("gate_on_allowed_failed", path=allowed.path)
             return
         self._denials += 1
         if path is not None and zone is not None and uid is not None:
@@ -255,6 +277,19 @@ class AccessGate:
         else:
             self._problem("denied_unjudged",
                           {"path": path, "pid": event.pid, "uid": uid, "program": program})
+
+    def _allowed_open(self, event: fan.Event, path: str | None, uid: int | None,
+                      zone: ZoneAccess | None) -> AllowedOpen | None:
+        """Regular files in a zone only. Never raises: it runs before the opener's answer."""
+        if (self._on_allowed is None or path is None or uid is None or zone is None
+                or event.mask & fan.FAN_ONDIR):
+            return None
+        try:
+            if stat.S_ISREG(os.fstat(event.fd).st_mode):
+                return AllowedOpen(path, uid, event.pid, program_path(event.pid), zone)
+        except Exception:
+            log.exception("gate_allowed_open_unread", pid=event.pid)
+        return None
 
     # --- notification events ------------------------------------------------------------------
 
@@ -275,14 +310,14 @@ class AccessGate:
         for record in event.records:
             if record.info_type != fan.FAN_EVENT_INFO_TYPE_DFID_NAME or record.name is None:
                 continue
-            directory = self._by_handle.get(record.key)
+            directory = self._marked.path_of(record.key)
             if directory is None:
                 continue  # not (or no longer) ours
             self_event = record.name == "."  # an event on a marked directory itself
             path = directory if self_event else os.path.join(directory, record.name)
             if event.mask & fan.FAN_DELETE_SELF and self_event:
                 with self._lock:
-                    self._forget(path)
+                    self._marked.forget(path)
                 continue
             if (event.mask & fan.FAN_ONDIR and not self_event
                     and event.mask & (fan.FAN_CREATE | fan.FAN_MOVED_TO)):
@@ -304,7 +339,7 @@ class AccessGate:
             gone = self._zone_roots - roots
             new = roots - self._zone_roots
             self._zone_roots = roots
-            for path in [p for p in self._by_path if view.zone_of(p) is None]:
+            for path in [p for p in self._marked.paths() if view.zone_of(p) is None]:
                 self._unmark(path)
         if new:
             self._mark_trees(sorted(new))
@@ -340,7 +375,7 @@ class AccessGate:
             except OSError as error:  # e.g. a file system without file handles
                 self._problem("watch_failed", {"path": path, "error": str(error)})
                 key = None
-            self._remember(path, key)
+            self._marked.remember(path, key)
             with os.scandir(fd) as entries:
                 return [os.path.join(path, e.name) for e in entries
                         if e.is_dir(follow_symlinks=False)]
@@ -350,30 +385,12 @@ class AccessGate:
         finally:
             os.close(fd)
 
-    def _remember(self, path: str, key: fan.HandleKey | None) -> None:
-        old = self._by_path.pop(path, None)
-        if old is not None:
-            self._by_handle.pop(old, None)
-        if key is None:
-            # Without a handle the directory is still gated; it is counted under a key of its own.
-            key = fan.HandleKey(-1, -1, os.fsencode(path))
-        moved_from = self._by_handle.get(key)
-        if moved_from is not None and moved_from != path:
-            self._by_path.pop(moved_from, None)  # renamed within the zone
-        self._by_handle[key] = path
-        self._by_path[path] = key
-
-    def _forget(self, path: str) -> None:
-        key = self._by_path.pop(path, None)
-        if key is not None:
-            self._by_handle.pop(key, None)
-
     def _unmark(self, path: str) -> None:
         for group, mask in ((self._perm, _PERM_MASK), (self._notif, _NOTIF_MASK)):
             # Gone, renamed or never marked in this group: nothing is left to remove.
             with contextlib.suppress(OSError):
                 fan.mark(group, fan.FAN_MARK_REMOVE | _MARK_FLAGS, mask, path)
-        self._forget(path)
+        self._marked.forget(path)
 
     def _problem(self, kind: str, details: dict[str, Any]) -> None:
         log.warning("gate_problem", kind=kind, **details)
