@@ -20,20 +20,25 @@ VOKTER = BIN / "vokter"
 
 
 class RunningDaemon:
-    def __init__(self, root: Path, extra_config: str = "", env: dict[str, str] | None = None):
+    def __init__(self, root: Path, extra_config: str = "", env: dict[str, str] | None = None,
+                 *, database_url: str | None = None, key_store: Path | None = None):
+        """``database_url`` and ``key_store`` let two daemons share one database and the audit
+        keys that seal its trail (the default: SQLite in the state dir, a key store of its own)."""
         self.root = root
         self.config_path = root / "vokter.toml"
         self.socket_path = root / "run" / "vokterd.sock"
         self.state_dir = root / "state"
         self.zones_dir = root / "zones"
+        self.key_store = key_store or root / "keystore"
         self.log_path = root / "vokterd.log"
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        database = "" if database_url is None else f"database_url = {json.dumps(database_url)}\n"
         self.config_path.write_text(
             f'state_dir = "{self.state_dir}"\n'
             f'socket_path = "{self.socket_path}"\n'
-            f'key_store = "{root}/keystore"\n'
-            f'zones_dir = "{self.zones_dir}"\n' + extra_config
+            f'key_store = "{self.key_store}"\n'
+            f'zones_dir = "{self.zones_dir}"\n' + database + extra_config
         )
         self.config_path.chmod(0o644)
 
