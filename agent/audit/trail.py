@@ -8,7 +8,7 @@ key. Identity numbers are masked here, once, for every event whoever records it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
@@ -33,7 +33,10 @@ from agent.store.tables import AuditEvent, AuditHead
 #: The chain name of the whole trail in ``audit_head`` (project ids are never empty).
 TRAIL = ""
 _PENDING = "vokter.audit.pending"
-siem_log = structlog.get_logger("vokter.audit")
+#: The SIEM feed's logger; its name rides in every line, so a forwarder selects on it and
+#: the daemon's log level never drops it.
+SIEM_LOGGER = "vokter.audit"
+siem_log = structlog.get_logger(SIEM_LOGGER)
 
 
 def _masked(value: Any) -> Any:
@@ -137,6 +140,7 @@ def append_event(
 def _log_to_siem(row: dict[str, Any]) -> None:
     siem_log.info(
         "audit_event",
+        logger=SIEM_LOGGER,
         seq=row["seq"],
         time=format_time(row["time"]),
         actor_uid=row["actor_uid"],
@@ -151,11 +155,33 @@ def _log_to_siem(row: dict[str, Any]) -> None:
     )
 
 
+#: Told the rows of every commit that made audit events durable (the sealer counts them to
+#: sign a checkpoint after ``policy.audit.checkpoint_events`` events).
+CommitListener = Callable[[Sequence[Mapping[str, Any]]], None]
+_commit_listeners: list[CommitListener] = []
+
+
+def add_commit_listener(listener: CommitListener) -> None:
+    _commit_listeners.append(listener)
+
+
+def remove_commit_listener(listener: CommitListener) -> None:
+    if listener in _commit_listeners:
+        _commit_listeners.remove(listener)
+
+
 def _after_commit(session: OrmSession) -> None:
     """The SIEM feed: each event, once committed, as one structured log line (journald or
-    syslog forward it). Only committed events: a rolled-back action leaves no line."""
-    for row in session.info.pop(_PENDING, ()):
+    syslog forward it). Only committed events: a rolled-back action leaves no line. Then the
+    commit listeners; one that fails cannot undo or break a commit that already happened."""
+    rows = session.info.pop(_PENDING, ())
+    for row in rows:
         _log_to_siem(row)
+    for listener in tuple(_commit_listeners) if rows else ():
+        try:
+            listener(rows)
+        except Exception:
+            structlog.get_logger("vokterd.audit").exception("commit_listener_failed")
 
 
 def _after_rollback(session: OrmSession) -> None:
