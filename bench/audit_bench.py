@@ -1,0 +1,357 @@
+"""Audit trail benchmark: appending and verifying events, each beside its baseline in one run.
+
+Prints Vokter's figure, the baseline's and the ratio for:
+  1. durable single commits: each event in its own transaction through ``Store.write()`` and
+     ``append_event`` (hash chain, project chain, MAC, masking; SQLite WAL, synchronous=FULL)
+     vs. plain INSERTs of the very same rows into the same table with the ``sqlite3`` module,
+     one commit each, with the pragmas the Store sets. Goal: >= 0.5x.
+  2. batched: ``append_events`` with BATCH events per transaction vs. ``executemany`` of the
+     same rows, one commit per batch. Goal: >= 100,000 events/s.
+  3. verify a trail of BIG events (1,000,000 by default), filled through ``append_events``:
+     Vokter's verifier (every hash, link, project link and MAC) vs. an HMAC-SHA256 chain over
+     the same rows computed with hashlib/hmac alone and held against its known head.
+     Goal: >= 400,000 events/s.
+  4. export to CSV: the ``sqlite3`` shell's ``.mode csv`` dump of the same table, the baseline
+     for Vokter's export (goal: <= 2x its time).
+
+Usage: .venv/bin/python bench/audit_bench.py [--single N] [--batched N] [--batch N] [--big N]
+       [--profile]      (--full: the issue's sizes; --profile: where append_events spends time)
+The export baseline needs the sqlite3 shell (apt-get install -y sqlite3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import hmac
+import io
+import logging
+import pstats
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.audit.chain import EventFields
+from agent.audit.rows import trail_rows
+from agent.audit.trail import append_event, append_events
+from agent.audit.verify import ChainVerifier
+from agent.store import Store
+from agent.store.migrate import upgrade
+
+MAC_KEY = bytes(range(32))
+BASE_TIME = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+ACTIONS = ("file.open", "file.open_denied", "member.add", "access.check", "export.request")
+#: The pragmas ``agent.store.engine`` sets on every SQLite connection, for the baselines.
+STORE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "secure_delete=ON")
+
+
+def quiet_siem_feed() -> None:
+    """Each committed event is also a SIEM log line; a benchmark's million would flood stdout
+    (and time the terminal), so drop them before they are rendered."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+def make_events(count: int, start: int = 0) -> list[EventFields]:
+    """Events shaped like a working enclave's: 40 projects, 50 users, a tenth about no project."""
+    events = []
+    for i in range(start, start + count):
+        project = None if i % 10 == 9 else f"p{1000 + i % 40}"
+        events.append(EventFields(
+            time=BASE_TIME + timedelta(milliseconds=i),
+            actor_uid=2000 + i % 50,
+            actor=f"researcher{i % 50}",
+            action=ACTIONS[i % len(ACTIONS)],
+            outcome="refused" if i % 17 == 0 else "ok",
+            project_id=project,
+            target=None if project is None else f"/srv/vokter/{project}/data/cohort{i % 300}.csv",
+            rule="A1" if i % 17 == 0 else None,
+            details={"pid": 40000 + i % 9000, "program": "/usr/bin/python3", "count": 1},
+        ))
+    return events
+
+
+def open_store(path: Path) -> Store:
+    store = Store(f"sqlite:///{path}")
+    upgrade(store.engine)
+    return store
+
+
+def plain_db(path: Path) -> sqlite3.Connection:
+    """A database with Vokter's schema (same table, same indexes), opened as the Store opens
+    its connections, for the plain-INSERT baselines."""
+    open_store(path).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    for pragma in STORE_PRAGMAS:
+        db.execute(f"PRAGMA {pragma}")
+    return db
+
+
+def stored_rows(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The rows Vokter stored, exactly as stored, for the baseline to insert again."""
+    with sqlite3.connect(path) as db:
+        cursor = db.execute("SELECT * FROM audit_event ORDER BY seq")
+        return [c[0] for c in cursor.description], cursor.fetchall()
+
+
+def insert_sql(columns: Sequence[str]) -> str:
+    """The column names are the table's own (read from its cursor), never input."""
+    names, marks = ", ".join(columns), ", ".join("?" for _ in columns)
+    return f"INSERT INTO audit_event ({names}) VALUES ({marks})"  # noqa: S608
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def report(title: str, ours: float, base: float, unit: str, goal: str, met: bool) -> None:
+    print(f"\n{title}")
+    print(f"  vokter    {ours:12,.0f} {unit}")
+    print(f"  baseline  {base:12,.0f} {unit}")
+    print(f"  ratio     {ours / base:12.2f} x baseline   goal {goal}: "
+          f"{'met' if met else 'NOT met'}")
+
+
+# --- 1. durable single commits ------------------------------------------------------------
+
+
+def append_single(path: Path, events: Sequence[EventFields]) -> float:
+    store = open_store(path)
+    try:
+        start = time.perf_counter()
+        for fields in events:
+            with store.write() as session:
+                append_event(session, fields, mac_key=MAC_KEY)
+        return time.perf_counter() - start
+    finally:
+        store.close()
+
+
+def insert_single_baseline(path: Path, columns: list[str], rows: list[tuple[Any, ...]]) -> float:
+    db = plain_db(path)
+    sql = insert_sql(columns)
+    try:
+        start = time.perf_counter()
+        for row in rows:
+            db.execute("BEGIN")
+            db.execute(sql, row)
+            db.execute("COMMIT")
+        return time.perf_counter() - start
+    finally:
+        db.close()
+
+
+# --- 2. batched -----------------------------------------------------------------------------
+
+
+def batches(events: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for first in range(0, len(events), size):
+        yield events[first:first + size]
+
+
+def append_batched(path: Path, events: Sequence[EventFields], size: int) -> float:
+    store = open_store(path)
+    try:
+        start = time.perf_counter()
+        for batch in batches(events, size):
+            with store.write() as session:
+                append_events(session, batch, mac_key=MAC_KEY)
+        return time.perf_counter() - start
+    finally:
+        store.close()
+
+
+def insert_batched_baseline(
+    path: Path, columns: list[str], rows: list[tuple[Any, ...]], size: int
+) -> float:
+    db = plain_db(path)
+    sql = insert_sql(columns)
+    try:
+        start = time.perf_counter()
+        for batch in batches(rows, size):
+            db.execute("BEGIN")
+            db.executemany(sql, batch)
+            db.execute("COMMIT")
+        return time.perf_counter() - start
+    finally:
+        db.close()
+
+
+def profile_append_events(path: Path, events: Sequence[EventFields], size: int) -> None:
+    """Where batched appending spends its time: cProfile, the top functions by own time."""
+    store = open_store(path)
+    profiler = cProfile.Profile()
+    try:
+        profiler.enable()
+        for batch in batches(events, size):
+            with store.write() as session:
+                append_events(session, batch, mac_key=MAC_KEY)
+        profiler.disable()
+    finally:
+        store.close()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(20)
+    stats.sort_stats("cumulative").print_stats("trail.py|chain.py|redact.py|engine.py", 12)
+    print(f"\nprofile of append_events, {len(events):,} events in batches of {size:,}")
+    print(out.getvalue())
+
+
+# --- 3. verify 1,000,000 events --------------------------------------------------------------
+
+
+def fill_trail(path: Path, count: int, batch: int = 10_000) -> float:
+    """A SQLite trail of ``count`` chained, sealed events, written through append_events."""
+    store = open_store(path)
+    try:
+        start = time.perf_counter()
+        for first in range(0, count, batch):
+            with store.write() as session:
+                append_events(session, make_events(min(batch, count - first), first),
+                              mac_key=MAC_KEY)
+        return time.perf_counter() - start
+    finally:
+        store.close()
+
+
+def baseline_chain(path: Path, key: bytes) -> Callable[[], int]:
+    """An HMAC-SHA256 chain over the stored rows with hashlib/hmac alone: each link is the
+    HMAC of the previous link and the row's fields. Its head is computed once here; the
+    returned check recomputes the chain from the database and holds it against that head."""
+
+    def chain() -> tuple[int, bytes]:
+        link, count = b"\0" * 32, 0
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            for row in db.execute("SELECT * FROM audit_event ORDER BY seq"):
+                payload = "\x1f".join("" if v is None else str(v) for v in row).encode()
+                link = hmac.new(key, link + payload, hashlib.sha256).digest()
+                count += 1
+        return count, link
+
+    _, head = chain()
+
+    def check() -> int:
+        count, link = chain()
+        if not hmac.compare_digest(link, head):
+            raise AssertionError("the baseline chain does not reach its head")
+        return count
+
+    return check
+
+
+def verify_with_vokter(path: Path, key: bytes) -> int:
+    """Vokter's check of the whole trail: every hash, trail link, project link and MAC."""
+    store = Store(f"sqlite:///{path}")
+    try:
+        with store.read() as session:
+            verifier = ChainVerifier("trail", mac_key=key)
+            verifier.feed(trail_rows(session))
+            result = verifier.finish()
+    finally:
+        store.close()
+    if not result.ok:
+        raise AssertionError(f"the benchmark trail does not verify: {result.damage}")
+    return result.count
+
+
+# --- 4. export 1,000,000 events to CSV --------------------------------------------------------
+
+
+def export_with_sqlite3_shell(path: Path, out: Path) -> float:
+    """The baseline of an export: the sqlite3 shell's CSV dump of the same table, in order."""
+    script = (f".headers on\n.mode csv\n.output {out}\n"
+              "SELECT * FROM audit_event ORDER BY seq;\n.output stdout\n")
+    start = time.perf_counter()
+    subprocess.run(["sqlite3", "-readonly", str(path)], input=script, text=True, check=True)
+    return time.perf_counter() - start
+
+
+def timed(action: Callable[[], int]) -> tuple[int, float]:
+    start = time.perf_counter()
+    count = action()
+    return count, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=2_000,
+                        help="events appended one durable commit each (default 2,000)")
+    parser.add_argument("--batched", type=int, default=200_000,
+                        help="events appended in batches (default 200,000)")
+    parser.add_argument("--batch", type=int, default=1_000, help="events per batch (1,000)")
+    parser.add_argument("--big", type=int, default=1_000_000,
+                        help="events in the trail verified and exported (default 1,000,000)")
+    parser.add_argument("--full", action="store_true",
+                        help="the issue's sizes: 10,000 single, 1,000,000 batched and big")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile append_events (cProfile) and print where time goes")
+    options = parser.parse_args()
+    if options.full:
+        options.single, options.batched, options.big = 10_000, 1_000_000, 1_000_000
+    if shutil.which("sqlite3") is None:
+        print("the export baseline needs the sqlite3 shell: apt-get install -y sqlite3",
+              file=sys.stderr)
+        return 2
+    quiet_siem_feed()
+    root = Path(tempfile.mkdtemp(prefix="vokter-audit-bench-", dir="/var/tmp"))
+    try:
+        print(f"audit benchmark in {root} (SQLite WAL, synchronous=FULL)")
+        events = make_events(options.single)
+        ours = append_single(root / "single.db", events)
+        columns, rows = stored_rows(root / "single.db")
+        base = insert_single_baseline(root / "single-plain.db", columns, rows)
+        report(f"durable single commits ({options.single:,} events, one transaction each)",
+               rate(options.single, ours), rate(options.single, base), "events/s",
+               ">= 0.5x", base / ours >= 0.5)
+
+        events = make_events(options.batched)
+        ours = append_batched(root / "batched.db", events, options.batch)
+        columns, rows = stored_rows(root / "batched.db")
+        base = insert_batched_baseline(root / "batched-plain.db", columns, rows, options.batch)
+        report(f"batched ({options.batched:,} events, {options.batch:,} per transaction)",
+               rate(options.batched, ours), rate(options.batched, base), "events/s",
+               ">= 100,000 events/s", rate(options.batched, ours) >= 100_000)
+        del events, rows
+        if options.profile:
+            profile_append_events(root / "profiled.db", make_events(20 * options.batch),
+                                  options.batch)
+
+        big = root / "big.db"
+        filled = fill_trail(big, options.big)
+        print(f"\n(filled a trail of {options.big:,} events through append_events in "
+              f"{filled:.1f} s, {rate(options.big, filled):,.0f} events/s)")
+        baseline_check = baseline_chain(big, MAC_KEY)  # also warms the page cache
+        count, ours = timed(lambda: verify_with_vokter(big, MAC_KEY))
+        base_count, base = timed(baseline_check)
+        assert count == base_count == options.big, (count, base_count)
+        report(f"verify {options.big:,} events (hash, links, project links, MAC)",
+               rate(count, ours), rate(count, base), "events/s",
+               ">= 400,000 events/s", rate(count, ours) >= 400_000)
+
+        dumped = export_with_sqlite3_shell(big, root / "dump.csv")
+        print(f"\nexport {options.big:,} events to CSV")
+        print(f"  baseline  sqlite3 shell .mode csv: {dumped:.2f} s, "
+              f"{rate(options.big, dumped):,.0f} events/s "
+              f"({(root / 'dump.csv').stat().st_size / 1e6:,.0f} MB)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
