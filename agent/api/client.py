@@ -1,9 +1,11 @@
-"""The client side of the socket, used by ``vokter``: one request, one answer, errors rebuilt."""
+"""The client side of the socket, used by ``vokter``: one request (with any file descriptors it
+passes), one answer after any progress frames, errors rebuilt."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +53,26 @@ class VokterClient:
         return sock
 
     def call(self, op: str, **args: Any) -> Any:
+        return self.call_streaming(op, **args)
+
+    def call_streaming(
+        self,
+        op: str,
+        *,
+        fds: Sequence[int] = (),
+        on_progress: Callable[[int, int], None] | None = None,
+        **args: Any,
+    ) -> Any:
+        """``call``, passing ``fds`` (opened by the caller, with the caller's rights) with the
+        request and telling ``on_progress(done, total)`` of each progress frame before the
+        answer. The timeout applies to each frame, so a long export keeps the line alive."""
         clean = {key: value for key, value in args.items() if value is not None}
         with self._connect() as sock:
             try:
                 # The daemon may have answered already (e.g. "busy"): read the answer anyway.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    send_frame(sock, {"v": PROTOCOL_VERSION, "op": op, "args": clean})
-                answer = decode_body(read_frame(sock, self.timeout, limit=MAX_RESPONSE))
+                    send_frame(sock, {"v": PROTOCOL_VERSION, "op": op, "args": clean}, fds)
+                answer = self._answer(sock, on_progress)
             except ProtocolError as exc:
                 raise DaemonUnreachable(
                     f"vokterd did not answer properly: {exc.message}",
@@ -73,3 +88,14 @@ class VokterClient:
         if answer["ok"]:
             return answer.get("result")
         raise error_from_wire(answer.get("error") or {})
+
+    def _answer(
+        self, sock: socket.socket, on_progress: Callable[[int, int], None] | None
+    ) -> Any:
+        while True:
+            frame = decode_body(read_frame(sock, self.timeout, limit=MAX_RESPONSE))
+            if not (isinstance(frame, dict) and "progress" in frame and "ok" not in frame):
+                return frame
+            done, total = frame.get("progress"), frame.get("total")
+            if on_progress is not None and isinstance(done, int) and isinstance(total, int):
+                on_progress(done, total)

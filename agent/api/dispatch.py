@@ -8,7 +8,9 @@ daemon: an unexpected exception becomes a logged, audited ``Failed``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -36,10 +38,47 @@ class Caller:
     name: str
 
 
+#: ``progress(done, total)``: tells the client how far a long request has come.
+Progress = Callable[[int, int], None]
+
+
+def no_progress(_done: int, _total: int) -> None:
+    """Where progress goes when nobody listens (a request called without a socket)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachments:
+    """What came with a request besides its JSON: file descriptors the client opened with its
+    own rights (SCM_RIGHTS), so the daemon never opens a path a client names, and the way back
+    for progress. The socket server owns the descriptors and closes them after the request: a
+    handler writes through them but never closes them (a closed number may be reused at once
+    by another thread)."""
+
+    fds: tuple[int, ...] = ()
+    progress: Progress = no_progress
+
+
+#: The current request's attachments, set by the socket server around ``handle`` so that the
+#: seam between them keeps its plain (message, caller) shape.
+_ATTACHED: ContextVar[Attachments | None] = ContextVar("vokter_attachments", default=None)
+
+
+@contextmanager
+def attached(attachments: Attachments) -> Iterator[None]:
+    token = _ATTACHED.set(attachments)
+    try:
+        yield
+    finally:
+        _ATTACHED.reset(token)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     caller: Caller
     services: Services
+    #: Descriptors passed with the request, as many as the operation takes (``Operation.fds``).
+    fds: tuple[int, ...] = ()
+    progress: Progress = no_progress
 
     def today(self) -> date:
         return self.services.clock.now().date()
@@ -81,6 +120,8 @@ Handler = Callable[[RequestContext, Any], Any]
 class Operation:
     args: type[Args]
     handler: Handler
+    #: How many file descriptors must come with the request; any other number is refused.
+    fds: int = 0
 
 
 def record_refusal(
@@ -115,8 +156,11 @@ def record_refusal(
 
 
 def dispatch(
-    message: Any, caller: Caller, services: Services, operations: Mapping[str, Operation]
+    message: Any, caller: Caller, services: Services, operations: Mapping[str, Operation],
+    attachments: Attachments | None = None,
 ) -> dict[str, Any]:
+    """``attachments`` default to the ones the socket server set for this request."""
+    extra = attachments or _ATTACHED.get() or Attachments()
     action = "request"
     project: str | None = None
     try:
@@ -128,8 +172,14 @@ def dispatch(
         action = envelope.op
         raw_project = envelope.args.get("project")
         project = raw_project[:32] if isinstance(raw_project, str) else None
+        if len(extra.fds) != operation.fds:
+            plural = "" if operation.fds == 1 else "s"
+            raise ProtocolError(
+                f"{envelope.op} takes {operation.fds} file descriptor{plural}; "
+                f"{len(extra.fds)} came with the request")
         args: BaseModel = parse_args(operation.args, envelope.args)
-        result = operation.handler(RequestContext(caller, services), args)
+        context = RequestContext(caller, services, extra.fds, extra.progress)
+        result = operation.handler(context, args)
         return {"ok": True, "result": result}
     except VokterError as error:
         record_refusal(services, caller, action, error, project)

@@ -3,6 +3,9 @@
 One request per connection; each connection on its own thread, at most ``max_clients`` at once
 (a further client is told the daemon is busy), with a deadline for the request to arrive, so a
 slow or stuck client costs one thread for a few seconds and never blocks the others.
+
+File descriptors passed with a request are handed to ``dispatch`` (``Attachments``) and always
+closed here afterwards, used or not; an operation that takes none refuses a request with some.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Any
 
 import structlog
 
-from agent.api.dispatch import Caller
-from agent.api.protocol import decode_body, read_frame, send_frame
+from agent.api.dispatch import Attachments, Caller, Progress, attached
+from agent.api.protocol import close_fds, decode_body, read_frame, read_frame_with_fds, send_frame
 from agent.errors import ConfigError, Failed, ProtocolError, VokterError
 
 log = structlog.get_logger("vokterd.socket")
@@ -115,19 +118,34 @@ class SocketServer:
             busy = Failed("vokterd is busy with other clients", hint="try again in a moment")
             send_frame(conn, {"ok": False, "error": busy.to_wire()})
 
+    def _progress_to(self, conn: socket.socket) -> Progress:
+        def progress(done: int, total: int) -> None:
+            try:
+                conn.settimeout(self._timeout)
+                send_frame(conn, {"progress": done, "total": total})
+            except OSError:
+                raise Failed("the client went away before the answer was complete; "
+                             "stopped") from None
+        return progress
+
     def _serve(self, conn: socket.socket) -> None:
+        fds: list[int] = []
         try:
             with conn:
                 caller = peer_caller(conn, self._name_of)
                 try:
-                    message = decode_body(read_frame(conn, self._timeout))
+                    body, fds = read_frame_with_fds(conn, self._timeout)
+                    message = decode_body(body)
                 except ProtocolError as error:
                     self._refuse(caller, error)
                     with contextlib.suppress(OSError):
                         conn.settimeout(1.0)
                         send_frame(conn, {"ok": False, "error": error.to_wire()})
                     return
-                response = self._handle(message, caller)
+                with attached(Attachments(tuple(fds), self._progress_to(conn))):
+                    response = self._handle(message, caller)
+                close_fds(fds)  # the export is on disk: let the client see its file closed
+                fds = []
                 conn.settimeout(self._timeout)
                 send_frame(conn, response)
         except OSError as exc:
@@ -135,6 +153,7 @@ class SocketServer:
         except Exception:
             log.exception("connection_failed")
         finally:
+            close_fds(fds)
             self._slots.release()
 
     def stop(self) -> None:
