@@ -28,8 +28,12 @@ _KNOWN_KEYS = {
     "log_level",
     "max_clients",
     "request_timeout",
+    "access_log_source",
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Where the data-access log (A5) hears of opens: "auto" takes the fanotify gate when it runs
+#: and inotify otherwise; "inotify" always takes inotify (who opened is then unknown).
+ACCESS_LOG_SOURCES = ("auto", "fanotify", "inotify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class Config:
     log_level: str = "info"
     max_clients: int = 64
     request_timeout: float = 5.0
+    access_log_source: str = "auto"
 
     @property
     def effective_database_url(self) -> str:
@@ -76,7 +81,7 @@ def parse_config(text: str, source: str = "config") -> Config:
                 problems.append(f"{key}: must be an absolute path")
                 continue
             values[key] = Path(os.path.normpath(value))
-        elif key in ("database_url", "policy", "log_level"):
+        elif key in ("database_url", "policy", "log_level", "access_log_source"):
             if not isinstance(value, str):
                 problems.append(f"{key}: must be a string")
                 continue
@@ -95,6 +100,8 @@ def parse_config(text: str, source: str = "config") -> Config:
             values[key] = float(value)
     if "log_level" in values and values["log_level"] not in _LOG_LEVELS:
         problems.append(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
+    if values.get("access_log_source", "auto") not in ACCESS_LOG_SOURCES:
+        problems.append(f"access_log_source: must be one of {', '.join(ACCESS_LOG_SOURCES)}")
     url = values.get("database_url", "")
     if url and not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
         problems.append("database_url: must start with sqlite:/// or postgresql+psycopg://")

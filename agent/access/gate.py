@@ -60,6 +60,7 @@ from agent.access.live import GateViewHolder
 from agent.access.marked import MarkedDirectories
 from agent.access.plan import GateView, ZoneAccess, decide_open
 from agent.access.processes import fsuid, program_name, program_path
+from agent.audit.redact import redact_identity_numbers
 
 log = structlog.get_logger("vokterd.gate")
 
@@ -258,15 +259,11 @@ class AccessGate:
             log.error("gate_judge_failed", pid=event.pid, path=path, error=repr(error))
             allow = path is not None and zone is None
         program = "" if allow else program_name(event.pid)
-        allowed = self._allowed_open(event, path, uid, zone) if allow else None
+        if allow:
+            self._report_allowed(event, path, uid, zone)
         fan.respond(self._perm, event.fd, allow)
         self._decisions += 1
         if allow:
-            if allowed is not None and self._on_allowed is not None:
-                try:
-                    self._on_allowed(allowed)
-                except Exception:
-                    log.exception("gate_on_allowed_failed", path=allowed.path)
             return
         self._denials += 1
         if path is not None and zone is not None and uid is not None:
@@ -278,18 +275,19 @@ class AccessGate:
             self._problem("denied_unjudged",
                           {"path": path, "pid": event.pid, "uid": uid, "program": program})
 
-    def _allowed_open(self, event: fan.Event, path: str | None, uid: int | None,
-                      zone: ZoneAccess | None) -> AllowedOpen | None:
-        """Regular files in a zone only. Never raises: it runs before the opener's answer."""
+    def _report_allowed(self, event: fan.Event, path: str | None, uid: int | None,
+                        zone: ZoneAccess | None) -> None:
+        """Regular files in a zone only; told before the answer, so the time is the open's
+        and the program is still there. Never raises: the opener must get its answer."""
         if (self._on_allowed is None or path is None or uid is None or zone is None
                 or event.mask & fan.FAN_ONDIR):
-            return None
+            return
         try:
             if stat.S_ISREG(os.fstat(event.fd).st_mode):
-                return AllowedOpen(path, uid, event.pid, program_path(event.pid), zone)
+                self._on_allowed(AllowedOpen(path, uid, event.pid, program_path(event.pid),
+                                             zone))
         except Exception:
-            log.exception("gate_allowed_open_unread", pid=event.pid)
-        return None
+            log.exception("gate_on_allowed_failed", path=redact_identity_numbers(path))
 
     # --- notification events ------------------------------------------------------------------
 

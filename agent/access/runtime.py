@@ -27,6 +27,7 @@ from agent.access.service import enforce_plan
 from agent.access.sync import all_plans, publish_gate_view
 from agent.access.users import name_of_uid
 from agent.api.dispatch import Caller, RequestContext
+from agent.audit.access_recorder import AccessRecorder
 from agent.audit.redact import redact_identity_numbers
 from agent.errors import VokterError
 from agent.services import Services
@@ -66,6 +67,8 @@ class AccessRuntime:
         self.services = services
         self.actor = actor
         self.gate: AccessGate | None = None
+        #: The data-access log (A5): fed by the gate's allowed opens, or by inotify without it.
+        self.access_log = AccessRecorder(services, actor)
         self._events: queue.SimpleQueue[AccessEvent | None] = queue.SimpleQueue()
         self._windows: dict[tuple[int, str, str], _DenialWindow] = {}
         self._worker = threading.Thread(target=self._work, name="access-worker", daemon=True)
@@ -83,6 +86,7 @@ class AccessRuntime:
             on_attrib=lambda path, pid: self._events.put(
                 AttribChange(path, pid, program_name(pid, gone="unknown (process ended)"))),
             on_problem=self._on_problem,
+            on_allowed=self.access_log.fanotify_open if self.access_log.wants_fanotify else None,
         )
         try:
             gate.start()
@@ -98,6 +102,7 @@ class AccessRuntime:
             # A restart leaves a gap in what the gate saw: say so in the trail.
             self._audit("access.gate_start",
                         details={"marked_directories": gate.marked_directories})
+        self.access_log.start(gate_running=self.gate is not None)
         self._scheduler.add_job(self.sweep_expiries, "interval", seconds=SWEEP_SECONDS,
                                 id="expiry", max_instances=1, coalesce=True)
         self._scheduler.add_job(self.check_all, "interval", seconds=FULL_CHECK_SECONDS,
@@ -109,6 +114,7 @@ class AccessRuntime:
         self._scheduler.shutdown(wait=True)
         if self.gate is not None:
             self.gate.stop()
+        self.access_log.stop()
         self._events.put(None)
         self._worker.join(timeout=10)
 

@@ -192,14 +192,17 @@ class DropTally:
     def total(self) -> int:
         return sum(d.count for d in self._by_project.values())
 
-    def add(self, project: str, when: datetime, count: int = 1) -> None:
+    def add(self, project: str, when: datetime, count: int = 1,
+            until: datetime | None = None) -> None:
+        """``count`` opens lost at ``when`` (or over ``when`` to ``until``)."""
+        last = when if until is None else until
         drops = self._by_project.get(project)
         if drops is None:
-            self._by_project[project] = _Drops(count, when, when)
+            self._by_project[project] = _Drops(count, when, last)
         else:
             drops.count += count
             drops.first = min(drops.first, when)
-            drops.last = max(drops.last, when)
+            drops.last = max(drops.last, last)
 
     def take(self, reason: GapReason, source: Source | None) -> list[Gap]:
         taken, self._by_project = self._by_project, {}

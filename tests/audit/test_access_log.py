@@ -18,6 +18,8 @@ from agent.audit.access_log import (
     gaps_for_projects,
     restart_gaps,
 )
+from agent.config import parse_config
+from agent.errors import ConfigError
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(seconds=60)
@@ -148,3 +150,11 @@ def test_a5_a_trail_from_before_the_access_log_gaps_from_the_last_daemon_stop() 
 
 def test_a5_a_first_start_has_no_gap_to_mark() -> None:
     assert restart_gaps(None, None, T0, "fanotify", ["p1"]) == []
+
+
+def test_a5_the_access_log_source_is_a_config_key_of_three_values() -> None:
+    assert parse_config("").access_log_source == "auto"
+    assert parse_config('access_log_source = "inotify"').access_log_source == "inotify"
+    with pytest.raises(ConfigError, match="access_log_source: must be one of auto, fanotify, "
+                                          "inotify"):
+        parse_config('access_log_source = "audit"')

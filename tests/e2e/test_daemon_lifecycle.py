@@ -55,10 +55,13 @@ def test_sigterm_stops_cleanly_and_is_audited(enclave_root: Path) -> None:
     # A restart finds the old trail and continues it.
     daemon.start()
     assert daemon.stop() == 0
-    # Each start also records the gate's start: what it saw before is a gap (A5).
+    # Each start also records the gate's and the access log's start; the second start marks
+    # the gap since the first stop (A5).
     assert [(e["seq"], e["action"]) for e in daemon.audit_events()] == [
-        (1, "daemon.start"), (2, "access.gate_start"), (3, "daemon.stop"),
-        (4, "daemon.start"), (5, "access.gate_start"), (6, "daemon.stop")]
+        (1, "daemon.start"), (2, "access.gate_start"), (3, "access_log.start"),
+        (4, "access_log.stop"), (5, "daemon.stop"),
+        (6, "daemon.start"), (7, "access.gate_start"), (8, "access_log.gap"),
+        (9, "access_log.start"), (10, "access_log.stop"), (11, "daemon.stop")]
 
 
 def _policy_with_version(version: str) -> str:
