@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import hashlib
 import hmac
 import io
@@ -196,6 +197,7 @@ def profile_append_events(path: Path, events: Sequence[EventFields], size: int) 
     """Where batched appending spends its time: cProfile, the top functions by own time."""
     store = open_store(path)
     profiler = cProfile.Profile()
+    gc.disable()  # a collection under cProfile inside SQLAlchemy's compiled rows crashed here
     try:
         profiler.enable()
         for batch in batches(events, size):
@@ -203,6 +205,7 @@ def profile_append_events(path: Path, events: Sequence[EventFields], size: int) 
                 append_events(session, batch, mac_key=MAC_KEY)
         profiler.disable()
     finally:
+        gc.enable()
         store.close()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
