@@ -220,7 +220,7 @@ class AccessRecorder:
                     select(AuditEvent.time).where(AuditEvent.action == DAEMON_STOP_ACTION)
                     .order_by(col(AuditEvent.seq).desc()).limit(1)).first()
         except Exception as error:
-            log.error("access_log_history_unread", error=repr(error))
+            log.error("access_log_history_unread", error=type(error).__name__)
             return gaps_for_projects("restart", None, now, self.source, projects)
         last_logged = None if logged is None else (logged[0], logged[1])
         return restart_gaps(last_logged, stopped, now, self.source, projects)
@@ -231,21 +231,27 @@ class AccessRecorder:
         self._write(self._first_events)
         if self.source is None:
             return
-        while True:
-            stopping = self._take_round()
-            now = self.services.clock.now()
-            self._aggregator.window = self._window()
-            records = self._aggregator.flush(None if stopping else now)
-            events = [self._record_event(record, now) for record in records]
-            events.extend(self._noted_events(now))
-            if stopping:
-                events.append(self._daemon_event(STOP_ACTION, "ok", details={
-                    "source": self.source, "opens": self.logged_opens + _opens(records),
-                    "dropped": self.dropped_opens}))
-            if events:
-                self._write(events, records)
-            if stopping:
-                return
+        stopping = False
+        while not stopping:
+            try:
+                stopping = self._take_round()
+                self._write_round(stopping)
+            except Exception:
+                # The worker must outlive any one bad round: without it, opens only pile up.
+                log.exception("access_log_round_failed")
+
+    def _write_round(self, stopping: bool) -> None:
+        now = self.services.clock.now()
+        self._aggregator.window = self._window()
+        records = self._aggregator.flush(None if stopping else now)
+        events = [self._record_event(record, now) for record in records]
+        events.extend(self._noted_events(now))
+        if stopping:
+            events.append(self._daemon_event(STOP_ACTION, "ok", details={
+                "source": self.source, "opens": self.logged_opens + _opens(records),
+                "dropped": self.dropped_opens}))
+        if events:
+            self._write(events, records)
 
     def _take_round(self) -> bool:
         """Move what is queued into the aggregator; True once the stop has been taken."""
@@ -307,7 +313,9 @@ class AccessRecorder:
                 append_events(session, pending, mac_key=self.services.audit_keys.mac_key,
                               algorithm=self.services.policies.current().audit.hash)
         except Exception as error:
-            log.error("access_log_not_written", events=len(pending), error=repr(error))
+            # The class only: a database error's text may quote the rows, paths and all.
+            log.error("access_log_not_written", events=len(pending),
+                      error=type(error).__name__)
             # Records become counted losses; markers and the rest are tried again next round.
             for record in records:
                 self._write_failures.add(record.project, record.first, record.count,

@@ -266,6 +266,19 @@ def test_a5_fanotify_demanded_without_the_gate_is_said_and_audited(rig: Rig) -> 
 # --- the inotify fallback ---------------------------------------------------------------------
 
 
+def test_a5_auto_falls_back_to_inotify_when_the_gate_is_not_running(rig: Rig) -> None:
+    target = put(rig.data / "cohort.csv")
+    rig.recorder = AccessRecorder(rig.services, DAEMON, setting="auto")
+    assert rig.recorder.wants_fanotify
+    rig.recorder.start(gate_running=False)  # as when fanotify_init is refused
+    assert rig.recorder.source == "inotify"
+    assert rig.services.watchers == ["access log: inotify (user unknown)"]
+    cat_as(rig.member, target)
+    rig.stop()
+    [record] = rig.events("file.open")
+    assert record.actor == "unknown" and record.target == str(target)
+
+
 def test_a5_inotify_records_opens_with_the_user_unknown(rig: Rig) -> None:
     target = put(rig.data / "cohort.csv")
     rig.start("inotify")
