@@ -119,10 +119,14 @@ class InotifyOpens:
         if fd < 0:
             code = ctypes.get_errno()
             raise OSError(code, f"inotify_init: {os.strerror(code)}")
-        fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+            self._wake = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            os.close(fd)
+            raise
         self._fd = fd
-        self._wake = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="vokterd-access-inotify",
                                         daemon=True)

@@ -25,6 +25,7 @@ from agent.access.plan import GateView, ProjectZones, ZoneKind, build_gate_view,
 from agent.access.rules import Grant
 from agent.api.dispatch import Caller
 from agent.audit.access_recorder import AccessRecorder
+from agent.audit.inotify_opens import InotifyOpens
 from agent.audit.redact import MASK
 from agent.clock import FakeClock
 from agent.services import Services
@@ -334,3 +335,32 @@ def test_a5_an_inotify_queue_overflow_leaves_a_gap_marker(rig: Rig) -> None:
     assert gap.project_id == "p1234"
     assert details(gap)["reason"] == "kernel_overflow" and details(gap)["dropped"] is None
     assert sum(details(e)["count"] for e in rig.events("file.open")) < limit + 201
+
+
+def test_a5_inotify_follows_a_directory_renamed_in_a_zone_and_drops_one_moved_out(
+    rig: Rig, enclave_root: Path
+) -> None:
+    opened: list[str] = []
+    source = InotifyOpens(rig.services.gate_view, on_open=lambda path, zone: opened.append(path),
+                          on_overflow=lambda: None, on_problem=lambda kind, details: None)
+    inner = put(rig.data / "a" / "b" / "f.csv")
+    sentinel = put(rig.data / "sentinel.csv")
+    source.start()
+    try:
+        def read_then_sentinel(path: Path) -> None:
+            # Events arrive in order: once the sentinel's open is seen, so is what came before.
+            count = opened.count(str(sentinel))
+            cat_as(rig.member, path)
+            cat_as(rig.member, sentinel)
+            wait_until(lambda: opened.count(str(sentinel)) > count)
+
+        read_then_sentinel(inner)
+        os.rename(rig.data / "a", rig.data / "c")
+        read_then_sentinel(rig.data / "c" / "b" / "f.csv")
+        outside = enclave_root / "outside"
+        os.rename(rig.data / "c", outside)
+        read_then_sentinel(outside / "b" / "f.csv")
+    finally:
+        source.stop()
+    assert [p for p in opened if p != str(sentinel)] == [
+        str(inner), str(rig.data / "c" / "b" / "f.csv")]
