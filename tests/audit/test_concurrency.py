@@ -3,11 +3,14 @@ own chain stay gapless and linked, whether the writers are threads of one daemon
 processes sharing one PostgreSQL database.
 
 Two daemons on one database must seal the trail with the same MAC key, or no single key
-verifies it. So an operator running two daemons against one database points both ``key_store``
-settings at the same keys (one directory both can read, or an identical root-only copy of its
-``audit/`` folder), and starts one daemon first: the first start creates the schema and the
-keys, and two first starts at once race for both. The daemon test below runs exactly that way:
-one shared key store, staggered first start, then both daemons driven at once.
+verifies it, and sign checkpoints with the same Ed25519 key, or an auditor's one public key
+does not check them. So an operator running two daemons against one database points both
+``key_store`` settings at the same keys: on one host the same directory (each daemon's sealer
+also keeps its latest checkpoint there, so it must stay writable to root, not be mounted
+read-only); on two hosts, root-only copies of ``audit/mac.key`` and ``audit/signing.key``.
+And one daemon starts first: the first start creates the schema and the keys, and two first
+starts at once race for both. The daemon test below runs exactly that way: one shared key
+store, a staggered first start, then both daemons driven at once.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from agent.audit.chain import EventFields
-from agent.audit.keys import load_or_create_audit_keys
+from agent.audit.checkpoint import parse_checkpoint_document
+from agent.audit.keys import AuditKeys, load_or_create_audit_keys
+from agent.audit.seal import is_signed_by
 from agent.audit.trail import TRAIL, append_event, append_events
-from agent.store import AuditEvent, AuditHead, Store
+from agent.store import AuditCheckpoint, AuditEvent, AuditHead, Store
 from tests.audit.chain_check import TEST_MAC_KEY, assert_intact_chain, stored_events
 from tests.support.daemon import RunningDaemon
 from tests.support.users import TestUser, UserFactory
@@ -200,6 +205,30 @@ def two_daemons(pg_url: str, enclave_root: Path) -> Iterator[TwoDaemons]:
                 daemon.stop()
 
 
+def assert_checkpoints_describe_the_chain(
+    store: Store, rows: list[AuditEvent], keys: AuditKeys
+) -> None:
+    """Whichever daemon signed a checkpoint, it names heads of the one chain: every trail and
+    project head it signs is an event stored with that hash, and it is signed by the shared
+    key; later checkpoints never go back."""
+    with store.read() as session:
+        stored = session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))).all()
+    by_seq = {row.seq: row for row in rows}
+    by_project = {(row.project_id, row.project_seq): row.hash for row in rows}
+    covered = 0
+    for stored_checkpoint in stored:
+        signed = parse_checkpoint_document(json.dumps(
+            {"payload": stored_checkpoint.payload, "signature": stored_checkpoint.signature}))
+        assert is_signed_by(signed, keys)
+        trail = signed.checkpoint.trail
+        assert trail.seq >= covered, "a later checkpoint went back"
+        covered = trail.seq
+        if trail.seq:
+            assert by_seq[trail.seq].hash == trail.head
+        for project, head in signed.checkpoint.projects.items():
+            assert by_project[(project, head.seq)] == head.head
+
+
 def siem_seqs(daemon: RunningDaemon) -> list[int]:
     """The sequence numbers this daemon emitted on its SIEM feed (one line per commit)."""
     return [r["seq"] for r in daemon.log_records() if r.get("event") == "audit_event"]
@@ -260,10 +289,11 @@ def test_a5_two_daemons_on_one_postgresql_database_keep_one_sealed_chain(
     store = Store(two_daemons.database_url)
     try:
         rows = stored_events(store)
+        keys = load_or_create_audit_keys(two_daemons.key_store)
+        assert_intact_chain(rows, keys.mac_key)  # seq 1..N, both chains linked, MACs check
+        assert_checkpoints_describe_the_chain(store, rows, keys)
     finally:
         store.close()
-    mac_key = load_or_create_audit_keys(two_daemons.key_store).mac_key
-    assert_intact_chain(rows, mac_key)  # seq 1..N, both chains linked, every MAC with the key
 
     # Each daemon's SIEM feed names the events it committed: together exactly 1..N, no seq
     # handed out twice, and both daemons wrote events in between each other's.
