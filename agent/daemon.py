@@ -25,6 +25,8 @@ from agent.access.users import name_of_uid
 from agent.api.dispatch import Caller, RequestContext, dispatch, record_refusal
 from agent.api.server import SocketServer
 from agent.audit.keys import load_or_create_audit_keys
+from agent.audit.sealer import Sealer, check_at_start
+from agent.audit.siem import keep_level, mask_identity_numbers
 from agent.clock import Clock, SystemClock
 from agent.config import Config, config_path_from_env, load_config
 from agent.errors import PolicyInvalid, VokterError
@@ -46,17 +48,20 @@ def vokter_version() -> str:
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """JSON lines on stderr: the journal keeps them, and jq reads them."""
+    """JSON lines on stderr: the journal keeps them, and jq reads them. The audit feed (logger
+    "vokter.audit", one line per committed event) passes whatever the level; identity numbers
+    are masked in every line."""
+    minimum = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
+            keep_level(minimum),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            mask_identity_numbers,
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(min(minimum, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
@@ -92,6 +97,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stopping = False
         self._reloading = False
+        self._sealer: Sealer | None = None
         self.self_caller = Caller(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), name="vokterd")
 
     def _audit_self(self, services: Services, action: str, **fields: Any) -> None:
@@ -139,6 +145,10 @@ class Daemon:
                 max_clients=self.config.max_clients,
             )
             self._audit_self(services, "daemon.start", details={"version": services.version})
+            # An attacked trail is recorded and logged, never a reason to stop enforcing.
+            check_at_start(services, self.self_caller)
+            self._sealer = sealer = Sealer(services, self.self_caller)
+            sealer.start()
             access = AccessRuntime(services, self.self_caller)
             access.start()
             server.start()
@@ -148,7 +158,10 @@ class Daemon:
                 notify("STOPPING=1")
                 server.stop()
                 access.stop()
-                self._audit_self(services, "daemon.stop", details={})
+                try:
+                    self._audit_self(services, "daemon.stop", details={})
+                finally:
+                    sealer.stop()  # the last checkpoint covers daemon.stop
                 store.close()
                 log.info("stopped")
         finally:
@@ -172,6 +185,8 @@ class Daemon:
                 self._reloading = False
                 notify("RELOADING=1")
                 self._reload_policy(services)
+                if self._sealer is not None:
+                    self._sealer.wake()  # the cadence may have changed
                 notify("READY=1")
 
     def _on_stop(self, _signum: int, _frame: FrameType | None) -> None:

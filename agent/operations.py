@@ -13,6 +13,7 @@ from agent.api.schemas import (
     ProjectCreateArgs,
     ProjectRef,
 )
+from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.projects import service as projects
 from agent.status import daemon_status
 
@@ -26,4 +27,7 @@ OPERATIONS: dict[str, Operation] = {
     "access.review": Operation(AccessReviewArgs, access.access_review),
     "access.check": Operation(ProjectRef, access.access_check),
     "status": Operation(NoArgs, daemon_status),
+    "audit.pubkey": Operation(NoArgs, audit_checkpoints.audit_pubkey),
+    "audit.checkpoint": Operation(audit_checkpoints.CheckpointArgs,
+                                  audit_checkpoints.audit_checkpoint),
 }

@@ -7,6 +7,7 @@ from typing import Any
 
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import NoArgs
+from agent.audit.checkpoint_ops import checkpoint_status
 from agent.projects.service import visible_projects
 from agent.store import redact_url
 
@@ -25,6 +26,7 @@ def daemon_status(ctx: RequestContext, _args: NoArgs) -> dict[str, Any]:
         "watchers": list(services.watchers),
         "projects": projects,
         "caller": {"uid": ctx.caller.uid, "user": ctx.caller.name},
+        "audit": checkpoint_status(services),
     }
     if ctx.caller.uid == 0:
         status["pid"] = os.getpid()

@@ -149,9 +149,10 @@ def trusted_previous(session: Session, key_store: Path, keys: AuditKeys) -> Sign
     return kept
 
 
-def _previous_or_damage(
+def previous_or_damage(
     session: Session, services: Services
 ) -> tuple[SignedCheckpoint | None, TrailDamage | None]:
+    """The checkpoint to extend, or the damage that there is none to trust."""
     try:
         return trusted_previous(session, services.config.key_store, services.audit_keys), None
     except AuditUnavailable as error:
@@ -223,7 +224,7 @@ def seal(services: Services, actor: Caller | None = None) -> SealResult:
     """One seal: extend the trusted checkpoint over the events since, or record the damage."""
     keys = services.audit_keys
     with services.store.write() as session:
-        previous, damage = _previous_or_damage(session, services)
+        previous, damage = previous_or_damage(session, services)
         made = None
         if damage is None:
             against = previous.checkpoint if previous else None
@@ -247,7 +248,7 @@ def check_at_start(services: Services, actor: Caller | None = None) -> TrailDama
     tail or a database replaced by an older copy is recorded and logged at every start it is
     found; the daemon serves on (``vokter audit verify`` names the damage in detail)."""
     with services.store.write() as session:
-        previous, damage = _previous_or_damage(session, services)
+        previous, damage = previous_or_damage(session, services)
         if damage is None and previous is not None:
             found = still_holds(session, previous.checkpoint)
             damage = TrailDamage.of(found, previous.checkpoint) if found is not None else None

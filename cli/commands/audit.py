@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cli.commands.audit_keys import checkpoint, pubkey
+
 
 @click.group()
 def audit() -> None:
@@ -17,3 +19,7 @@ def audit() -> None:
       vokter audit export --project p1234 --format csv -o p1234-audit.csv
       vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub
     """
+
+
+audit.add_command(pubkey)
+audit.add_command(checkpoint)
