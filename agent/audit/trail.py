@@ -66,14 +66,17 @@ def append_events(
         )
     sealer = MacSealer(mac_key)
     try:
-        chains = {TRAIL} | {f.project_id for f in batch if f.project_id is not None}
+        # A refused request names whatever project the client sent, an identity number too.
+        projects = [None if f.project_id is None else redact_identity_numbers(f.project_id)
+                    for f in batch]
+        chains = {TRAIL} | {project for project in projects if project is not None}
         heads = _heads(session, chains)
         latest = {name: (head.seq, head.hash) for name, head in heads.items()}
         seq, prev = latest.get(TRAIL, (0, GENESIS_HASH))
         rows: list[dict[str, Any]] = []
-        for fields in batch:
+        for fields, project in zip(batch, projects, strict=True):
             seq += 1
-            project, project_seq, project_prev = fields.project_id, None, None
+            project_seq, project_prev = None, None
             if project is not None:
                 last_seq, project_prev = latest.get(project, (0, GENESIS_HASH))
                 project_seq = last_seq + 1
