@@ -131,30 +131,40 @@ def report(title: str, ours: float, base: float, unit: str, goal: str, met: bool
 # --- 1. durable single commits ------------------------------------------------------------
 
 
-def append_single(path: Path, events: Sequence[EventFields]) -> float:
-    store = open_store(path)
+def durable_single(root: Path, events: Sequence[EventFields], rounds: int) -> tuple[float, float]:
+    """Seconds Vokter and the baseline spend on the same events, one commit each.
+
+    A commit's cost is mostly the fsync, and the disk's speed drifts while other work runs, so
+    the two take turns: Vokter appends a slice, the baseline inserts the rows Vokter just
+    stored, and so on, and both totals span the same stretch of time."""
+    store = open_store(root / "single.db")
+    plain = plain_db(root / "single-plain.db")
+    stored = sqlite3.connect(root / "single.db")
+    ours = base = 0.0
     try:
-        start = time.perf_counter()
-        for fields in events:
-            with store.write() as session:
-                append_event(session, fields, mac_key=MAC_KEY)
-        return time.perf_counter() - start
+        cursor = stored.execute("SELECT * FROM audit_event LIMIT 0")
+        sql = insert_sql([c[0] for c in cursor.description])
+        done = 0
+        for part in batches(events, max(1, len(events) // rounds)):
+            start = time.perf_counter()
+            for fields in part:
+                with store.write() as session:
+                    append_event(session, fields, mac_key=MAC_KEY)
+            ours += time.perf_counter() - start
+            rows = stored.execute("SELECT * FROM audit_event WHERE seq > ? ORDER BY seq",
+                                  (done,)).fetchall()
+            done += len(rows)
+            start = time.perf_counter()
+            for row in rows:
+                plain.execute("BEGIN")
+                plain.execute(sql, row)
+                plain.execute("COMMIT")
+            base += time.perf_counter() - start
     finally:
+        stored.close()
+        plain.close()
         store.close()
-
-
-def insert_single_baseline(path: Path, columns: list[str], rows: list[tuple[Any, ...]]) -> float:
-    db = plain_db(path)
-    sql = insert_sql(columns)
-    try:
-        start = time.perf_counter()
-        for row in rows:
-            db.execute("BEGIN")
-            db.execute(sql, row)
-            db.execute("COMMIT")
-        return time.perf_counter() - start
-    finally:
-        db.close()
+    return ours, base
 
 
 # --- 2. batched -----------------------------------------------------------------------------
@@ -314,10 +324,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="vokter-audit-bench-", dir="/var/tmp"))
     try:
         print(f"audit benchmark in {root} (SQLite WAL, synchronous=FULL)")
-        events = make_events(options.single)
-        ours = append_single(root / "single.db", events)
-        columns, rows = stored_rows(root / "single.db")
-        base = insert_single_baseline(root / "single-plain.db", columns, rows)
+        ours, base = durable_single(root, make_events(options.single), rounds=10)
         report(f"durable single commits ({options.single:,} events, one transaction each)",
                rate(options.single, ours), rate(options.single, base), "events/s",
                ">= 0.5x", base / ours >= 0.5)
