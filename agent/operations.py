@@ -7,6 +7,7 @@ from agent.access import service as members
 from agent.api.dispatch import Operation
 from agent.api.schemas import (
     AccessReviewArgs,
+    AuditExportArgs,
     MemberAddArgs,
     MemberRemoveArgs,
     NoArgs,
@@ -14,6 +15,7 @@ from agent.api.schemas import (
     ProjectRef,
 )
 from agent.audit import checkpoint_ops as audit_checkpoints
+from agent.audit import export as audit_export
 from agent.projects import service as projects
 from agent.status import daemon_status
 
@@ -30,4 +32,6 @@ OPERATIONS: dict[str, Operation] = {
     "audit.pubkey": Operation(NoArgs, audit_checkpoints.audit_pubkey),
     "audit.checkpoint": Operation(audit_checkpoints.CheckpointArgs,
                                   audit_checkpoints.audit_checkpoint),
+    # The export file and its manifest come as descriptors the client opened.
+    "audit.export": Operation(AuditExportArgs, audit_export.export_audit, fds=2),
 }

@@ -6,10 +6,17 @@ claim an identity is told the field is not accepted; identity comes only from th
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any, TypeVar
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from agent.api.protocol import PROTOCOL_VERSION
 from agent.errors import InvalidRequest, ProtocolError
@@ -120,3 +127,55 @@ def parse_args(model: type[ArgsT], args: dict[str, Any]) -> ArgsT:
         return model.model_validate(args)
     except ValidationError as exc:
         raise InvalidRequest(describe_validation_error(exc)) from None
+
+
+_TIME_EXAMPLE = (
+    "write ISO 8601 with a timezone, e.g. 2026-11-01T00:00:00Z or "
+    "2026-11-01T08:00+01:00"
+)
+
+
+def _aware_time(value: Any) -> datetime:
+    """A moment, never a wall-clock reading open to guesswork: the timezone is required."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and len(value) <= 40:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"is not a real time; {_TIME_EXAMPLE}") from None
+    else:
+        raise ValueError(f"must be a time; {_TIME_EXAMPLE}")
+    if moment.tzinfo is None:
+        raise ValueError(f"has no timezone; {_TIME_EXAMPLE}")
+    return moment
+
+
+def _base_name(value: Any) -> str:
+    """A file's own name (the manifest records it), never a path the daemon could follow."""
+    if not isinstance(value, str) or not value or value in (".", ".."):
+        raise ValueError("must be a file name")
+    if "/" in value or not value.isprintable():
+        raise ValueError("must be a file name without '/' or control characters")
+    return value
+
+
+AwareTime = Annotated[datetime, BeforeValidator(_aware_time)]
+
+
+class AuditExportArgs(Args):
+    """What to export; the file and its manifest come as descriptors the client opened."""
+
+    project: Annotated[str, Field(max_length=64)] | None = None
+    user: UserName | None = None
+    since: AwareTime | None = None
+    until: AwareTime | None = None
+    action: Annotated[str, Field(max_length=64)] | None = None
+    format: Literal["csv", "jsonl"]
+    file_name: Annotated[str, BeforeValidator(_base_name), Field(max_length=255)]
+
+    @model_validator(mode="after")
+    def _since_before_until(self) -> AuditExportArgs:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since is after until: nothing could match")
+        return self
