@@ -4,25 +4,33 @@ The verifier reads events as plain tuples in ``COLUMNS`` order, whatever they co
 database cursor, an export file), and stops at the first damaged one, naming it and the kind of
 damage. Detection is exact: any change breaks a hash, a link, a MAC or a checkpoint. The *kind*
 is the most likely explanation of what broke, worked out from what still matches (an event
-whose hash fits its fields with the neighbouring sequence number was swapped with it; an event
-whose hash fits but whose MAC does not was made by someone without the key).
+whose hash fits its fields with another sequence number was moved there; an event whose hash
+fits but whose MAC does not was made by someone without the key). Telling some kinds apart
+needs the event after the damaged one (was the event after a forged one left as it was, or
+renumbered?), so the verifier looks one row ahead once, on damage only.
 
 Three modes:
 - ``trail``: the whole trail in ``seq`` order, gapless from the start head;
 - ``project``: one project's chain in ``project_seq`` order (what an auditor of it may see);
 - ``rows``: a filtered selection (an export by user or time): each event is checked on its own.
+
+Speed matters (a trail grows by millions of events), so intact events go through one tight
+loop (``agent.audit.fastcheck``); the first event it cannot vouch for is checked again here,
+slowly and exactly, and only that path decides what the damage is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
 from agent.audit.chain import ABSENT, FORMAT_TAG, GENESIS_HASH, HASH_ALGORITHMS, MacSealer
 from agent.audit.checkpoint import ChainHead, Checkpoint
+from agent.audit.fastcheck import END, FastState, mac_pads, run_fast
 
 COLUMNS = (
     "seq", "time", "actor_uid", "actor", "action", "project_id", "project_seq", "target",
@@ -33,6 +41,9 @@ Row = Sequence[Any]
 Mode = Literal["trail", "project", "rows"]
 #: Where every chain starts: nothing before it.
 EMPTY_CHAIN = ChainHead(0, GENESIS_HASH)
+#: How far from its place an event that fits another sequence number is looked for. Only on
+#: damage: at most twice this many hashes, a few milliseconds.
+MOVE_WINDOW = 2048
 
 
 class DamageKind(StrEnum):
@@ -43,13 +54,22 @@ class DamageKind(StrEnum):
     TAIL_CUT = "tail_cut"
     ROLLED_BACK = "rolled_back"
     UNSEALED = "unsealed"
+    #: A checkpoint in the database that this trail's key did not sign.
+    FORGED_CHECKPOINT = "forged_checkpoint"
 
 
 @dataclass(frozen=True, slots=True)
 class Damage:
+    """The first damage found. ``seq`` is the trail's number of the first damaged event (for
+    removed events: the first one missing), None where only a project's numbering is known;
+    ``project_seq`` is that event's number in its project's chain, in project mode."""
+
     kind: DamageKind
     seq: int | None
     message: str
+    project_seq: int | None = None
+    #: For a tail cut or rollback: the checkpoint the events fell short of.
+    checkpoint: Checkpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +87,28 @@ class VerifyResult:
     last: ChainHead
     projects: Mapping[str, ChainHead] = field(default_factory=dict)
     damage: Damage | None = None
+    #: The newest checkpoint the events were held against and matched (None: none covered them).
+    sealed: CheckpointClaim | None = None
+    project: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.damage is None
+
+    @property
+    def sealed_head(self) -> ChainHead | None:
+        """The head ``sealed`` vouches for, numbered as this chain is (a project's own seq)."""
+        if self.sealed is None:
+            return None
+        return claim_head(self.sealed, self.mode, self.project)
+
+
+def claim_head(claim: CheckpointClaim, mode: Mode, project: str | None) -> ChainHead | None:
+    if mode == "trail":
+        return claim.checkpoint.trail
+    if mode == "project":
+        return claim.checkpoint.projects.get(project or "")
+    return None
 
 
 def _encode(value: str | None) -> bytes:
@@ -82,22 +120,38 @@ def _encode(value: str | None) -> bytes:
 
 def row_hash(row: Row, seq: int | None = None) -> str | None:
     """The hash ``row`` must carry (with another ``seq`` when asked); None for an unknown
-    algorithm, which no Vokter wrote."""
-    (r_seq, time, uid, actor, action, project, project_seq, target, outcome, rule, details,
-     algorithm, prev, project_prev) = row[:14]
-    if algorithm not in HASH_ALGORITHMS:
+    algorithm, which no Vokter wrote, or for values of a type no Vokter stores."""
+    try:
+        (r_seq, time, uid, actor, action, project, project_seq, target, outcome, rule, details,
+         algorithm, prev, project_prev) = row[:14]
+        if algorithm not in HASH_ALGORITHMS:
+            return None
+        payload = b"".join((
+            _encode(FORMAT_TAG), _encode(algorithm), _encode(str(r_seq if seq is None else seq)),
+            _encode(time), _encode(str(uid)), _encode(actor), _encode(action), _encode(project),
+            _encode(None if project_seq is None else str(project_seq)), _encode(target),
+            _encode(outcome), _encode(rule), _encode(details), _encode(prev),
+            _encode(project_prev),
+        ))
+    except (TypeError, ValueError, AttributeError):
         return None
-    payload = b"".join((
-        _encode(FORMAT_TAG), _encode(algorithm), _encode(str(r_seq if seq is None else seq)),
-        _encode(time), _encode(str(uid)), _encode(actor), _encode(action), _encode(project),
-        _encode(None if project_seq is None else str(project_seq)), _encode(target),
-        _encode(outcome), _encode(rule), _encode(details), _encode(prev), _encode(project_prev),
-    ))
     return hashlib.new(algorithm, payload).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class _Suspect:
+    """Damage whose kind depends on the row after it."""
+
+    row: Row
+    position: int
+    #: "forged": the hash fits, the MAC does not; "moved": the hash fits sequence ``moved_from``
+    why: Literal["forged", "moved"]
+    moved_from: int = 0
+
+
 class ChainVerifier:
-    """Feed rows in order (``feed``), then ``finish``. Stops checking at the first damage."""
+    """Feed rows in order (``feed``, as often as needed), then ``finish``. Stops checking at
+    the first damage."""
 
     def __init__(
         self,
@@ -114,138 +168,265 @@ class ChainVerifier:
         self.mode = mode
         self.project = project
         self._sealer = MacSealer(mac_key) if mac_key is not None else None
-        self._expected = start
-        self._projects: dict[str, ChainHead] = dict(project_starts or {})
-        #: whether a project's first link can be checked (its start is known)
-        self._strict_projects = project_starts is not None or start.seq == 0
-        self._claims = claims
-        self._watch = {self._claim_seq(c) for c in claims} - {None}
-        self._seen: dict[int, str] = {}
+        self._start = start
+        self._claims = tuple(claims)
+        watch = {head.seq for head in (claim_head(c, mode, project) for c in claims) if head}
+        self._state = FastState(
+            by_project=mode == "project",
+            project=project,
+            position=start.seq,
+            head=start.head,
+            heads={name: [h.seq, h.head] for name, h in (project_starts or {}).items()},
+            # a project's first link can be checked only if its start is known
+            strict=project_starts is not None or start.seq == 0,
+            pads=mac_pads(mac_key) if mac_key is not None else None,
+            watch=sorted(s for s in watch if s > start.seq),
+        )
         self._last_seq = 0
-        self.count = 0
+        self._suspect: _Suspect | None = None
         self.damage: Damage | None = None
 
-    def _claim_seq(self, claim: CheckpointClaim) -> int | None:
-        if self.mode == "trail":
-            return claim.checkpoint.trail.seq
-        if self.mode == "project":
-            head = claim.checkpoint.projects.get(self.project or "")
-            return None if head is None else head.seq
-        return None
+    @property
+    def count(self) -> int:
+        return self._state.count
 
     def feed(self, rows: Iterable[Row]) -> bool:
         """Check ``rows``; False once damage is found (the rest need not be read)."""
         if self.damage is not None:
             return False
-        for row in rows:
-            damage = self._check(row)
-            if damage is not None:
-                self.damage = damage
+        state = self._state
+        stream: Iterator[Row] = iter(rows)
+        while True:
+            if self._suspect is not None:
+                following = next(stream, END)
+                if following is END:
+                    return True
+                self.damage = self._settle(self._suspect, following)
                 return False
-            self.count += 1
-        return True
+            row = next(stream, END) if self.mode == "rows" else run_fast(state, stream)
+            if row is END:
+                return True
+            verdict = self._check(row)
+            if verdict is None:
+                state.count += 1
+            elif isinstance(verdict, Damage):
+                self.damage = verdict
+                return False
+            else:
+                self._suspect = verdict
 
-    def _check(self, row: Row) -> Damage | None:
-        seq, project, project_seq = row[0], row[5], row[6]
-        digest, mac, prev, project_prev = row[14], row[15], row[12], row[13]
+    # --- the exact check of one row --------------------------------------------------------
+
+    def _at(self, position: Any, seq: Any, kind: DamageKind, message: str) -> Damage:
+        """Damage at ``position`` of this chain (in project mode a project's own number, with
+        the trail's ``seq`` where it is known)."""
+        where = position if isinstance(position, int) else None
+        if self.mode == "project":
+            return Damage(kind, seq if isinstance(seq, int) else None, message, where)
+        return Damage(kind, where, message)
+
+    def _check(self, row: Row) -> Damage | _Suspect | None:
+        state = self._state
+        try:
+            seq, project, project_seq = row[0], row[5], row[6]
+            prev, project_prev, digest, mac = row[12], row[13], row[14], row[15]
+        except (IndexError, TypeError):
+            return Damage(DamageKind.CHANGED, None, "a row that is not an audit event")
         position = project_seq if self.mode == "project" else seq
-        expected = self._expected
+        name = self._name(seq, position)
         if self.mode == "project" and project != self.project:
-            return Damage(DamageKind.INSERTED, seq,
-                          f"event {seq} belongs to another project; it was put into this chain")
-        if self.mode != "rows" and position != expected.seq + 1:
-            if isinstance(position, int) and position > expected.seq + 1:
-                return self._gap(seq, expected.seq + 1, position)
-            return Damage(DamageKind.INSERTED, seq,
-                          f"event {seq} repeats or goes back in the sequence; it was inserted")
+            return self._at(position, seq, DamageKind.INSERTED,
+                            f"{name} belongs to another project; it was put into this chain")
+        if self.mode != "rows" and position != state.position + 1:
+            if isinstance(position, int) and position > state.position + 1:
+                return self._gap(state.position + 1, position, seq)
+            return self._at(position, seq, DamageKind.INSERTED,
+                            f"{name} repeats or goes back in the sequence; it was inserted")
         if self.mode == "rows" and isinstance(seq, int) and seq <= self._last_seq:
             return Damage(DamageKind.SWAPPED, seq, f"event {seq} is out of order")
-        recomputed = row_hash(row)
-        if recomputed != digest:
-            return self._mismatch(row, seq)
+        if row_hash(row) != digest:
+            return self._mismatch(row, position)
         if not mac:
-            return Damage(DamageKind.UNSEALED, seq,
-                          f"event {seq} carries no MAC: written before sealing (schema 0001) "
-                          "or inserted by hand")
+            return self._at(position, seq, DamageKind.UNSEALED,
+                            f"{name} carries no MAC: written before sealing (schema 0001) "
+                            "or inserted by hand")
         if self._sealer is not None and self._sealer.mac(digest) != mac:
-            return Damage(DamageKind.INSERTED, seq,
-                          f"event {seq} was not sealed with this trail's key: a forged event")
+            if self.mode == "rows":
+                return self._forged(row, position)
+            return _Suspect(row, position, "forged")
         link = project_prev if self.mode == "project" else prev
-        if self.mode != "rows" and link != expected.head:
-            return Damage(DamageKind.DELETED, seq,
-                          f"event {seq} does not follow the event before it: events between "
-                          "them were removed or replaced")
+        if self.mode != "rows" and link != state.head:
+            return self._at(position, seq, DamageKind.DELETED,
+                            f"{name} does not follow the event before it: events between "
+                            "them were removed or replaced")
         if self.mode == "trail" and project is not None:
-            known = self._projects.get(project)
-            if known is None and self._strict_projects:
-                known = EMPTY_CHAIN
+            known = state.heads.get(project)
+            if known is None and state.strict:
+                known = [0, GENESIS_HASH]
             if known is not None:
-                if project_seq != known.seq + 1:
-                    return self._gap(seq, known.seq + 1, project_seq, project=project)
-                if project_prev != known.head:
+                if project_seq != known[0] + 1:
+                    return self._gap(known[0] + 1, project_seq, seq, project=project)
+                if project_prev != known[1]:
                     return Damage(DamageKind.DELETED, seq,
                                   f"event {seq} does not follow project {project}'s previous "
                                   "event: events between them were removed or replaced")
-            self._projects[project] = ChainHead(project_seq, digest)
-        self._expected = ChainHead(position, digest) if self.mode != "rows" else expected
+            state.heads[project] = [project_seq, digest]
+        if self.mode != "rows":
+            state.advance(position, digest)
         self._last_seq = seq
-        if position in self._watch:
-            self._seen[position] = digest
         return None
 
-    def _gap(self, seq: int, missing_from: int, found: Any, project: str | None = None) -> Damage:
-        where = f"project {project}'s " if project else ""
-        return Damage(DamageKind.DELETED, seq,
-                      f"{where}events {missing_from}..{found - 1} are missing before event {seq}"
-                      if found - 1 > missing_from else
-                      f"{where}event {missing_from} is missing before event {seq}")
+    def _name(self, seq: Any, position: Any) -> str:
+        if self.mode == "project":
+            return f"{self.project}'s event {position} (trail event {seq})"
+        return f"event {seq}"
 
-    def _mismatch(self, row: Row, seq: Any) -> Damage:
-        if isinstance(seq, int):
-            for neighbour in (seq + 1, seq - 1):
-                if row_hash(row, neighbour) == row[14]:
-                    return Damage(DamageKind.SWAPPED, seq,
-                                  f"event {seq} holds the event recorded as {neighbour}: "
-                                  "two events were swapped")
-        return Damage(DamageKind.CHANGED, seq,
-                      f"event {seq} was changed: its fields no longer match its hash")
+    def _gap(self, missing: int, found: Any, seq: Any, project: str | None = None) -> Damage:
+        where = f"project {project}'s " if project else ""
+        if self.mode == "project":
+            where = f"{self.project}'s "
+        what = (f"{where}events {missing}..{found - 1} are missing" if found - 1 > missing
+                else f"{where}event {missing} is missing")
+        message = f"{what} (the chain goes on at trail event {seq})"
+        if self.mode == "project":
+            return Damage(DamageKind.DELETED, None, message, missing)
+        if project is not None:
+            return Damage(DamageKind.DELETED, seq, message)
+        return Damage(DamageKind.DELETED, missing, message)
+
+    def _forged(self, row: Row, position: Any) -> Damage:
+        return self._at(position, row[0], DamageKind.INSERTED,
+                        f"{self._name(row[0], position)} was not sealed with this trail's key: "
+                        "a forged event")
+
+    def _mismatch(self, row: Row, position: Any) -> Damage | _Suspect:
+        seq = row[0]
+        moved_from = _fits_elsewhere(row, seq)
+        name = self._name(seq, position)
+        if moved_from is None:
+            return self._at(position, seq, DamageKind.CHANGED,
+                            f"{name} was changed: its fields no longer match its hash")
+        if self.mode == "trail":
+            return _Suspect(row, position, "moved", moved_from)
+        return self._at(position, seq, DamageKind.SWAPPED,
+                        f"{name} holds the event recorded as trail event {moved_from}: "
+                        "events were swapped")
+
+    # --- telling kinds apart with the row after the damage ---------------------------------
+
+    def _valid_alone(self, row: Row, position: int) -> bool:
+        """Is ``row`` a sound event at ``position``, whatever came before it?"""
+        try:
+            at = row[6] if self.mode == "project" else row[0]
+            digest, mac = row[14], row[15]
+        except (IndexError, TypeError):
+            return False
+        if at != position or row_hash(row) != digest:
+            return False
+        return self._sealer is None or (bool(mac) and self._sealer.mac(digest) == mac)
+
+    def _settle(self, suspect: _Suspect, following: Row | None) -> Damage:
+        row, position = suspect.row, suspect.position
+        seq, name = row[0], self._name(row[0], position)
+        if suspect.why == "forged":
+            link = 13 if self.mode == "project" else 12
+            if (following is not None and self._valid_alone(following, position + 1)
+                    and following[link] != row[14]):
+                return self._at(position, seq, DamageKind.CHANGED,
+                                f"{name} was changed and its hash made to fit, but its MAC "
+                                "does not match: changed by someone without the key")
+            return self._forged(row, position)
+        moved_from = suspect.moved_from
+        if moved_from < seq:
+            if following is not None and _fits(following, following[0] - 1):
+                return self._at(position, seq, DamageKind.INSERTED,
+                                f"{name} is a copy of event {moved_from}: it was inserted and "
+                                "the events after it renumbered")
+            return self._at(position, seq, DamageKind.CHANGED,
+                            f"{name} was replaced by a copy of event {moved_from}")
+        if following is None or _fits(following, following[0] + moved_from - seq):
+            what = (f"event {seq} was" if moved_from == seq + 1
+                    else f"events {seq}..{moved_from - 1} were")
+            return Damage(DamageKind.DELETED, seq,
+                          f"{what} removed and the events after renumbered to close the gap")
+        return Damage(DamageKind.SWAPPED, seq,
+                      f"event {seq} holds the event recorded as {moved_from}: the two were "
+                      "swapped")
+
+    # --- checkpoints -------------------------------------------------------------------------
 
     def finish(self) -> VerifyResult:
-        damage = self.damage
+        if self.damage is None and self._suspect is not None:
+            self.damage = self._settle(self._suspect, None)
+            self._suspect = None
+        damage, sealed = self.damage, None
         if damage is None:
             for claim in self._claims:
                 damage = self._hold_against(claim)
                 if damage is not None:
+                    damage = dataclasses.replace(damage, checkpoint=claim.checkpoint)
                     break
-        return VerifyResult(self.mode, self.count, self._expected, dict(self._projects), damage)
+                if _newer(claim, sealed, self.mode, self.project):
+                    sealed = claim
+        state = self._state
+        return VerifyResult(
+            self.mode, state.count, ChainHead(state.position, state.head),
+            {name: ChainHead(h[0], h[1]) for name, h in state.heads.items()},
+            damage, sealed, self.project,
+        )
 
     def _hold_against(self, claim: CheckpointClaim) -> Damage | None:
-        head: ChainHead | None
-        if self.mode == "trail":
-            head = claim.checkpoint.trail
-        elif self.mode == "project":
-            head = claim.checkpoint.projects.get(self.project or "")
-        else:
+        head = claim_head(claim, self.mode, self.project)
+        if head is None or head.seq == 0 or head.seq < self._start.seq:
             return None
-        if head is None or head.seq == 0:
-            return None
+        state = self._state
         whose = ("the checkpoint you kept" if claim.origin == "kept"
                  else "the daemon's last checkpoint")
         when = claim.checkpoint.time.strftime("%Y-%m-%d %H:%M:%S UTC")
-        if self._expected.seq < head.seq:
+        kind = DamageKind.ROLLED_BACK if claim.origin == "kept" else DamageKind.TAIL_CUT
+        if state.position < head.seq:
+            first = state.position + 1
             if claim.origin == "kept":
-                return Damage(
-                    DamageKind.ROLLED_BACK, self._expected.seq + 1,
-                    f"the trail ends at event {self._expected.seq}, but {whose} ({when}) "
-                    f"covers up to event {head.seq}: the database was replaced by an older "
-                    "copy or its tail was cut off")
-            return Damage(
-                DamageKind.TAIL_CUT, self._expected.seq + 1,
-                f"events {self._expected.seq + 1}..{head.seq} are missing: the tail was cut "
-                f"off after {whose} ({when}) had sealed it")
-        if self._seen.get(head.seq) != head.head:
-            kind = DamageKind.ROLLED_BACK if claim.origin == "kept" else DamageKind.CHANGED
-            return Damage(kind, head.seq,
-                          f"event {head.seq} is not the one {whose} ({when}) sealed: the trail "
-                          "was rewritten or replaced")
+                message = (f"the chain ends at event {state.position}, but {whose} ({when}) "
+                           f"covers up to event {head.seq}: the database was replaced by an "
+                           "older copy or its tail was cut off")
+            else:
+                message = (f"events {first}..{head.seq} are missing: the tail was cut off "
+                           f"after {whose} ({when}) had sealed it")
+            return self._at(first, None, kind, message)
+        sealed = self._start.head if head.seq == self._start.seq else state.seen.get(head.seq)
+        if sealed != head.head:
+            return self._at(head.seq, None, kind,
+                            f"event {head.seq} is not the one {whose} ({when}) sealed: the "
+                            "trail was cut back or replaced and written on since")
         return None
+
+
+def _newer(claim: CheckpointClaim, than: CheckpointClaim | None, mode: Mode,
+           project: str | None) -> bool:
+    head = claim_head(claim, mode, project)
+    if head is None or head.seq == 0:
+        return False
+    if than is None:
+        return True
+    other = claim_head(than, mode, project)
+    assert other is not None
+    return (head.seq, claim.checkpoint.time) > (other.seq, than.checkpoint.time)
+
+
+def _fits(row: Row, seq: int) -> bool:
+    try:
+        return bool(row_hash(row, seq) == row[14])
+    except (IndexError, TypeError):
+        return False
+
+
+def _fits_elsewhere(row: Row, seq: Any) -> int | None:
+    """The sequence number ``row``'s hash was made with, if it is near ``seq``."""
+    if not isinstance(seq, int):
+        return None
+    for distance in range(1, MOVE_WINDOW + 1):
+        for candidate in (seq + distance, seq - distance):
+            if candidate > 0 and _fits(row, candidate):
+                return candidate
+    return None

@@ -1,0 +1,159 @@
+"""Verifying the stored trail: the shell around the pure verifier (``vokter audit verify``).
+
+The events are streamed from the database through :class:`ChainVerifier` with the MAC key, and
+held against every signed checkpoint there is to hold them against:
+
+- the one the daemon keeps in the key store, out of reach of whoever can write the database, so
+  a tail cut together with the checkpoint rows still shows;
+- the newest checkpoint row in the database; one this trail's key did not sign is damage in
+  itself (someone wrote it), reported after any damage to the events;
+- the one an auditor kept (``--checkpoint FILE``), the only thing that shows the whole database
+  replaced by an older copy when the key store went back with it. One signed by another key is
+  refused: it says nothing about this trail.
+
+Call it as ``verify_trail(store, keys, key_store, project=None, kept=None)``; benchmarks do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from agent.audit.checkpoint import Checkpoint, SignedCheckpoint, parse_checkpoint_document
+from agent.audit.keys import AuditKeys
+from agent.audit.rows import project_rows, trail_rows
+from agent.audit.seal import is_signed_by, read_checkpoint_file
+from agent.audit.verify import (
+    ChainVerifier,
+    CheckpointClaim,
+    Damage,
+    DamageKind,
+    VerifyResult,
+)
+from agent.errors import InvalidRequest
+from agent.store import Store
+from agent.store.tables import AuditCheckpoint, AuditEvent
+
+
+def check_kept(kept: SignedCheckpoint, keys: AuditKeys) -> None:
+    """An auditor's checkpoint counts only if this daemon's key signed it."""
+    if is_signed_by(kept, keys):
+        return
+    if kept.checkpoint.key_id != keys.key_id:
+        raise InvalidRequest(
+            f"the checkpoint was signed by key {kept.checkpoint.key_id[:16]}, not by this "
+            f"daemon's key {keys.key_id}: it is another trail's",
+            hint="verify it against the daemon that signed it; 'vokter audit pubkey' names "
+                 "this one's key",
+        )
+    raise InvalidRequest(
+        "the checkpoint names this daemon's key but its signature does not verify: the file "
+        "was altered after it was signed",
+        hint="use an unaltered copy, e.g. the output of 'vokter audit checkpoint' kept before",
+    )
+
+
+def newest_stored_checkpoint(
+    session: Session, keys: AuditKeys
+) -> tuple[SignedCheckpoint | None, Damage | None]:
+    """The newest checkpoint row, if this trail's key signed it; else the damage it is."""
+    # Only the signed columns: the others are a cache of them, and whoever wrote a bad row
+    # may have left them unreadable.
+    row = session.exec(
+        select(AuditCheckpoint.id, AuditCheckpoint.payload, AuditCheckpoint.signature)
+        .order_by(col(AuditCheckpoint.id).desc()).limit(1)
+    ).first()
+    if row is None:
+        return None, None
+    row_id, payload, signature = row
+    try:
+        signed = parse_checkpoint_document(
+            json.dumps({"payload": payload, "signature": signature})
+        )
+    except (ValueError, TypeError):
+        return None, Damage(
+            DamageKind.FORGED_CHECKPOINT, None,
+            f"the newest checkpoint in the database (row {row_id}) is not a checkpoint at all: "
+            "someone wrote it")
+    if not is_signed_by(signed, keys):
+        seq = signed.checkpoint.trail.seq
+        return None, Damage(
+            DamageKind.FORGED_CHECKPOINT, seq,
+            f"the newest checkpoint in the database (row {row_id}, for event {seq}) is not "
+            "signed by this trail's key: it was forged or altered")
+    return signed, None
+
+
+def verify_trail(
+    store: Store,
+    keys: AuditKeys,
+    key_store: Path,
+    *,
+    project: str | None = None,
+    kept: SignedCheckpoint | None = None,
+) -> VerifyResult:
+    """The whole trail (``project=None``) or one project's chain, verified from its start.
+
+    Raises ``InvalidRequest`` for a ``kept`` checkpoint not signed by ``keys`` and
+    ``AuditUnavailable`` when the key store's copy is unreadable or not ours; damage is never
+    raised, it is in the result (``result.ok``, ``result.damage``).
+    """
+    claims: list[CheckpointClaim] = []
+    if kept is not None:
+        check_kept(kept, keys)
+        claims.append(CheckpointClaim(kept.checkpoint, "kept"))
+    in_key_store = read_checkpoint_file(key_store, keys)
+    if in_key_store is not None:
+        claims.append(CheckpointClaim(in_key_store.checkpoint, "daemon"))
+    with store.read() as session:
+        stored, forged = newest_stored_checkpoint(session, keys)
+        if stored is not None:
+            claims.append(CheckpointClaim(stored.checkpoint, "daemon"))
+        verifier = ChainVerifier(
+            "trail" if project is None else "project",
+            mac_key=keys.mac_key,
+            project=project,
+            claims=claims,
+        )
+        verifier.feed(trail_rows(session) if project is None else project_rows(session, project))
+        result = verifier.finish()
+        if result.damage is not None and result.damage.checkpoint is not None:
+            result = dataclasses.replace(result, damage=_where_it_parted(
+                session, result.damage, result.damage.checkpoint, project))
+    if result.ok and forged is not None:
+        result = dataclasses.replace(result, damage=forged)
+    return result
+
+
+def _where_it_parted(
+    session: Session, damage: Damage, checkpoint: Checkpoint, project: str | None
+) -> Damage:
+    """A trail cut back or replaced and written on since differs from the sealed one well
+    before the damage the checkpoint shows: from the first event it covers that was written
+    after it was made. The times can be trusted here: every event verified."""
+    head = checkpoint.trail if project is None else checkpoint.projects.get(project)
+    if head is None:
+        return damage
+    position = col(AuditEvent.seq) if project is None else col(AuditEvent.project_seq)
+    query = select(AuditEvent.seq, AuditEvent.project_seq).where(
+        position <= head.seq, col(AuditEvent.time) > checkpoint.time)
+    if project is not None:
+        query = query.where(col(AuditEvent.project_id) == project)
+    first = session.exec(query.order_by(position).limit(1)).first()
+    if first is None:
+        return damage
+    seq, project_seq = first
+    at = seq if project is None else project_seq
+    found = damage.seq if project is None else damage.project_seq
+    if at is None or (found is not None and at >= found):
+        return damage
+    name = f"event {seq}" if project is None else f"{project}'s event {project_seq}"
+    when = checkpoint.time.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dataclasses.replace(
+        damage, seq=seq, project_seq=None if project is None else project_seq,
+        message=f"{name} was written after the checkpoint of {when}, which covers up to "
+                f"event {head.seq}: the trail was cut back or replaced by an older copy there "
+                f"and written on since ({damage.message})")
