@@ -25,7 +25,8 @@ from agent.access.users import name_of_uid
 from agent.api.dispatch import Caller, RequestContext, dispatch, record_refusal
 from agent.api.server import SocketServer
 from agent.audit.keys import load_or_create_audit_keys
-from agent.audit.sealer import Sealer, check_at_start
+from agent.audit.sealer import Sealer
+from agent.audit.sealing import check_at_start
 from agent.audit.siem import keep_level, mask_identity_numbers
 from agent.clock import Clock, SystemClock
 from agent.config import Config, config_path_from_env, load_config

@@ -18,7 +18,7 @@ from agent.api.schemas import Args, NoArgs
 from agent.audit.chain import format_time
 from agent.audit.checkpoint import SignedCheckpoint
 from agent.audit.reanchor import accept_damage
-from agent.audit.sealer import (
+from agent.audit.sealing import (
     TrailDamage,
     daemon_caller,
     kept_checkpoint,

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from agent.api.dispatch import Caller, RequestContext
 from agent.audit.checkpoint import ChainHead, Checkpoint
 from agent.audit.seal import extend, sign_checkpoint, store_checkpoint
-from agent.audit.sealer import (
+from agent.audit.sealing import (
     SealResult,
     TrailDamage,
     keep_in_key_store,

@@ -19,15 +19,8 @@ from agent.api.dispatch import Caller, RequestContext
 from agent.audit.checkpoint import SignedCheckpoint, parse_checkpoint_document
 from agent.audit.keys import key_store_dir, signature_valid
 from agent.audit.seal import CHECKPOINT_FILE
-from agent.audit.sealer import (
-    DAMAGE_ACTION,
-    MAX_BACKOFF_SECONDS,
-    REFUSED_CHECKPOINT,
-    Sealer,
-    check_at_start,
-    seal,
-    seconds_until_due,
-)
+from agent.audit.sealer import MAX_BACKOFF_SECONDS, Sealer, seconds_until_due
+from agent.audit.sealing import DAMAGE_ACTION, REFUSED_CHECKPOINT, check_at_start, seal
 from agent.audit.trail import add_commit_listener, remove_commit_listener
 from agent.clock import FakeClock
 from agent.services import Services
