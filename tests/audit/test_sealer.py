@@ -18,11 +18,13 @@ from sqlmodel import col, select
 from agent.api.dispatch import Caller, RequestContext
 from agent.audit.checkpoint import SignedCheckpoint, parse_checkpoint_document
 from agent.audit.keys import key_store_dir, signature_valid
+from agent.audit.reanchor import ACCEPT_ACTION, accept_damage
 from agent.audit.seal import CHECKPOINT_FILE
 from agent.audit.sealer import MAX_BACKOFF_SECONDS, Sealer, seconds_until_due
 from agent.audit.sealing import DAMAGE_ACTION, REFUSED_CHECKPOINT, check_at_start, seal
 from agent.audit.trail import add_commit_listener, remove_commit_listener
 from agent.clock import FakeClock
+from agent.errors import InvalidRequest
 from agent.services import Services
 from agent.store import AuditCheckpoint, AuditEvent
 from tests.audit.chain_check import assert_intact_chain, stored_events
@@ -223,6 +225,40 @@ def test_a5_a_start_on_a_sound_trail_records_nothing(services: Services) -> None
     seal(services)
     assert check_at_start(services) is None
     assert damage_events(services) == []
+
+
+def test_a5_accepted_damage_is_recorded_and_sealing_goes_on_from_the_trail_as_it_stands(
+    services: Services, fake_clock: FakeClock
+) -> None:
+    record(services, 2)
+    record(services, 1, project="p2")
+    first = seal(services).made
+    record(services, 2)
+    tamper(services, "DELETE FROM audit_event WHERE seq = 4")
+    assert seal(services).damage is not None
+    fake_clock.advance(timedelta(seconds=1))
+    root = Caller(uid=0, gid=0, pid=1, name="root")
+    result = accept_damage(services, root, "event 4 lost with a disk; incident 2026-114")
+    assert result.damage is not None and result.damage.kind == "deleted"
+    rows = stored_events(services.store)
+    [accepted] = [e for e in rows if e.action == ACCEPT_ACTION]
+    assert (accepted.actor, accepted.rule, accepted.seq) == ("root", "A5", rows[-1].seq)
+    assert json.loads(accepted.details)["reason"].startswith("event 4 lost")
+    made = result.made
+    assert made is not None and kept_file(services) == made
+    assert (made.checkpoint.trail.seq, made.checkpoint.trail.head) == (rows[-1].seq,
+                                                                         rows[-1].hash)
+    newest_p1 = max((e for e in rows if e.project_id == "p1"), key=lambda e: e.project_seq or 0)
+    assert made.checkpoint.projects["p1"].head == newest_p1.hash
+    assert made.checkpoint.projects["p2"].seq == 1
+    evidence = list(key_store_dir(services.config.key_store).glob("checkpoint-replaced-*.json"))
+    assert first is not None and len(evidence) == 1
+    assert parse_checkpoint_document(evidence[0].read_bytes()) == first
+    record(services, 1)
+    goes_on = seal(services)
+    assert goes_on.damage is None and goes_on.made is not None
+    with pytest.raises(InvalidRequest, match="no damage to accept"):
+        accept_damage(services, root, "again")
 
 
 def test_a5_the_sealer_seals_after_checkpoint_events_without_waiting_for_the_clock(
