@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from agent.audit.redact import redact_identity_numbers
+
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -25,6 +27,10 @@ class VokterError(Exception):
     outcome: ClassVar[str] = "failed"
 
     def __init__(self, message: str, *, rule: str | None = None, hint: str | None = None) -> None:
+        # Messages often echo what a client sent (a project id, a user name, a path); whatever
+        # looks like an identity number is masked here, once, for every error.
+        message = redact_identity_numbers(message)
+        hint = None if hint is None else redact_identity_numbers(hint)
         super().__init__(message)
         self.message = message
         self.rule = rule
@@ -111,6 +117,11 @@ class Failed(VokterError):
 
 class AuditUnavailable(Failed):
     """The audit event could not be written, so the action it records was not done (fail closed)."""
+
+
+class AuditDamaged(Failed):
+    """Verifying the audit trail found it damaged: names the first damaged event and the kind
+    (rule A5); ``vokter audit verify`` exits 1 with it."""
 
 
 class StoreError(Failed):

@@ -16,6 +16,7 @@ from agent.api.schemas import (
 )
 from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
+from agent.audit import verify_op as audit_verify
 from agent.projects import service as projects
 from agent.status import daemon_status
 
@@ -34,4 +35,5 @@ OPERATIONS: dict[str, Operation] = {
                                   audit_checkpoints.audit_checkpoint),
     # The export file and its manifest come as descriptors the client opened.
     "audit.export": Operation(AuditExportArgs, audit_export.export_audit, fds=2),
+    "audit.verify": Operation(audit_verify.AuditVerifyArgs, audit_verify.audit_verify),
 }

@@ -179,3 +179,15 @@ class AuditExportArgs(Args):
         if self.since is not None and self.until is not None and self.since > self.until:
             raise ValueError("since is after until: nothing could match")
         return self
+
+
+#: Room for a checkpoint naming some thousands of projects, within one request (MAX_MESSAGE).
+MAX_CHECKPOINT_TEXT = 512 * 1024
+
+
+class AuditVerifyArgs(Args):
+    """The trail (root) or one project's chain; ``checkpoint`` is the text of a checkpoint the
+    auditor kept, read by the client with the auditor's own rights."""
+
+    project: Annotated[str, Field(max_length=64)] | None = None
+    checkpoint: Annotated[str, Field(max_length=MAX_CHECKPOINT_TEXT)] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.commands.audit_keys import checkpoint, pubkey
+from cli.commands.audit_verify import verify
 
 
 @click.group()
@@ -23,3 +24,4 @@ def audit() -> None:
 
 audit.add_command(pubkey)
 audit.add_command(checkpoint)
+audit.add_command(verify)

@@ -174,3 +174,14 @@ def open_gap(hands: Any, at: int) -> None:
 
 def insert(hands: Any, values: dict[str, Any]) -> None:
     hands.run(_INSERT_EVENT, **values)
+
+
+def forged_after(hands: Any, seq: int) -> dict[str, Any]:
+    """An event the attacker makes up to follow ``seq``: well formed, hash right, MAC not."""
+    values = event(hands, seq)
+    values.update(seq=seq + 1, actor="root", action="member.add", project_id=None,
+                  project_seq=None, project_prev_hash=None, target="mallory", rule=None,
+                  details='{"reason":"backdated"}', prev_hash=values["hash"])
+    values["hash"] = rehash(values)
+    values["mac"] = made_up_mac()
+    return values

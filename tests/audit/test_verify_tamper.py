@@ -33,8 +33,8 @@ from tests.audit.tamper import (
     attacker,
     close_gap,
     event,
+    forged_after,
     insert,
-    made_up_mac,
     open_gap,
     rehash,
     sample_events,
@@ -208,17 +208,6 @@ def test_a5_a_deleted_event_with_the_gap_closed_is_still_deleted(trail: Trail) -
 
 
 # --- a forged event inserted -------------------------------------------------------------------
-
-
-def forged_after(hands: object, seq: int) -> dict[str, object]:
-    """An event the attacker makes up to follow ``seq``: well formed, hash right, MAC not."""
-    values = event(hands, seq)
-    values.update(seq=seq + 1, actor="root", action="member.add", project_id=None,
-                  project_seq=None, project_prev_hash=None, target="mallory", rule=None,
-                  details='{"reason":"backdated"}', prev_hash=values["hash"])
-    values["hash"] = rehash(values)
-    values["mac"] = made_up_mac()
-    return values
 
 
 def test_a5_a_forged_event_inserted_is_named_inserted(trail: Trail) -> None:
