@@ -14,6 +14,7 @@ import pytest
 import agent.errors as errors
 from agent.errors import (
     AlreadyExists,
+    AuditDamaged,
     AuditUnavailable,
     ConfigError,
     DaemonUnreachable,
@@ -45,6 +46,7 @@ EXPECTED: dict[type[VokterError], tuple[int, str]] = {
     ProtocolError: (1, "refused"),
     Failed: (1, "failed"),
     AuditUnavailable: (1, "failed"),
+    AuditDamaged: (1, "failed"),
     StoreError: (1, "failed"),
     ConfigError: (1, "failed"),
     DaemonUnreachable: (1, "failed"),
