@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import structlog
+from sqlmodel import select
 
 from agent.access.runtime import AccessRuntime
 from agent.access.users import name_of_uid
@@ -35,7 +36,7 @@ from agent.operations import OPERATIONS
 from agent.policy import Policy, default_policy_path, load_named_policy, load_policy_file
 from agent.sd_notify import notify, watchdog_interval
 from agent.services import PolicyHolder, Services
-from agent.store import Store
+from agent.store import AuditEvent, Store
 from agent.store.migrate import current_revision, upgrade
 
 log = structlog.get_logger("vokterd")
@@ -72,6 +73,12 @@ def load_policy(config: Config) -> Policy:
     if config.policies_dir is None:
         return load_policy_file(default_policy_path())
     return load_named_policy(config.policies_dir, config.policy)
+
+
+def trail_started(store: Store) -> bool:
+    """Does the trail hold events already? Then its keys must exist, never be made afresh."""
+    with store.read() as session:
+        return session.exec(select(AuditEvent.seq).limit(1)).first() is not None
 
 
 class StateLock:
@@ -131,7 +138,9 @@ class Daemon:
                 clock=self.clock,
                 policies=PolicyHolder(policy),
                 version=vokter_version(),
-                audit_keys=load_or_create_audit_keys(self.config.key_store),
+                audit_keys=load_or_create_audit_keys(
+                    self.config.key_store, trail_started=trail_started(store)
+                ),
                 started_monotonic=self.clock.monotonic(),
                 schema_revision=current_revision(store.engine),
             )

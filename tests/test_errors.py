@@ -231,3 +231,12 @@ def test_cli_daemon_not_running_exit_1_with_what_to_do(
     assert "vokterd is not running" in line
     assert "/nonexistent/x.sock" in line
     assert "systemctl" in line or "vokterd --config" in line
+
+
+def test_an_identity_number_in_a_message_or_hint_is_masked_for_every_error() -> None:
+    from agent.errors import InvalidRequest
+
+    error = InvalidRequest("'01019912345' is not a project id", hint="not 010199 12345 either")
+    assert "01019912345" not in error.one_line()
+    assert "12345" not in str(error.to_wire())
+    assert error.message == "'[id-number]' is not a project id"

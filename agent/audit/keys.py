@@ -87,9 +87,9 @@ class AuditKeys:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``, mode 0600, durably; never replaces an existing file."""
+    """Create ``path`` with ``data``, mode 0400, durably; never replaces an existing file."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb", opener=lambda p, f: os.open(p, f | os.O_TRUNC, 0o600)) as out:
+    with open(temporary, "wb", opener=lambda p, f: os.open(p, f | os.O_TRUNC, 0o400)) as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
@@ -131,10 +131,20 @@ def key_store_dir(key_store: Path) -> Path:
     return directory
 
 
-def load_or_create_audit_keys(key_store: Path) -> AuditKeys:
+def load_or_create_audit_keys(key_store: Path, *, trail_started: bool = False) -> AuditKeys:
+    """The audit keys; made on first start. ``trail_started`` (the trail already holds events)
+    forbids making new ones: fresh keys would leave every existing event unverifiable, so a
+    missing key means the key store must be restored, not replaced."""
     directory = key_store_dir(key_store)
     mac_path = directory / MAC_KEY_FILE
     signing_path = directory / SIGNING_KEY_FILE
+    missing = [path for path in (mac_path, signing_path) if not path.exists()]
+    if missing and trail_started:
+        raise AuditUnavailable(
+            f"the audit key {missing[0]} is missing, but the trail already holds events",
+            hint="restore the key store from its backup; new keys would leave the existing "
+            "trail unverifiable",
+        )
     if not mac_path.exists():
         _write_new(mac_path, os.urandom(MAC_KEY_BYTES).hex().encode() + b"\n")
     if not signing_path.exists():

@@ -156,8 +156,6 @@ def test_a5_the_daemons_feed_end_to_end_carries_each_event_once_and_no_identity_
         assert not ANY_IDENTITY_NUMBER.search(result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="agent/projects/rules.py check_project_id echoes the "
-                   "client's input in its error message, and errors cross the wire unmasked")
 def test_a5_a_refusal_never_echoes_an_identity_number_to_the_cli(daemon: RunningDaemon) -> None:
     refused = daemon.vokter("project", "show", IDENTITY_NUMBER)
     assert refused.returncode == 1
