@@ -23,9 +23,9 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from agent.audit.checkpoint import Checkpoint, SignedCheckpoint, parse_checkpoint_document
-from agent.audit.keys import AuditKeys
+from agent.audit.keys import AuditKeys, key_store_dir
 from agent.audit.rows import project_rows, trail_rows
-from agent.audit.seal import is_signed_by, read_checkpoint_file
+from agent.audit.seal import CHECKPOINT_FILE, is_signed_by
 from agent.audit.verify import (
     ChainVerifier,
     CheckpointClaim,
@@ -54,6 +54,29 @@ def check_kept(kept: SignedCheckpoint, keys: AuditKeys) -> None:
         "was altered after it was signed",
         hint="use an unaltered copy, e.g. the output of 'vokter audit checkpoint' kept before",
     )
+
+
+def key_store_checkpoint(
+    key_store: Path, keys: AuditKeys
+) -> tuple[SignedCheckpoint | None, Damage | None]:
+    """The checkpoint kept in the key store, if this trail's key signed it; else the damage it
+    is (only root could have replaced it). A key store open to others is an error, not damage."""
+    path = key_store_dir(key_store) / CHECKPOINT_FILE
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    try:
+        signed = parse_checkpoint_document(text)
+    except ValueError as error:
+        return None, Damage(DamageKind.FORGED_CHECKPOINT, None,
+                            f"the key store's checkpoint {path} is not one: {error}")
+    if not is_signed_by(signed, keys):
+        return None, Damage(
+            DamageKind.FORGED_CHECKPOINT, signed.checkpoint.trail.seq,
+            f"the key store's checkpoint {path} is not signed by this trail's key: it was "
+            "replaced")
+    return signed, None
 
 
 def newest_stored_checkpoint(
@@ -98,18 +121,19 @@ def verify_trail(
     """The whole trail (``project=None``) or one project's chain, verified from its start.
 
     Raises ``InvalidRequest`` for a ``kept`` checkpoint not signed by ``keys`` and
-    ``AuditUnavailable`` when the key store's copy is unreadable or not ours; damage is never
-    raised, it is in the result (``result.ok``, ``result.damage``).
+    ``AuditUnavailable`` when the key store is open to others; damage is never raised, it is in
+    the result (``result.ok``, ``result.damage``), a checkpoint the key did not sign included.
     """
     claims: list[CheckpointClaim] = []
     if kept is not None:
         check_kept(kept, keys)
         claims.append(CheckpointClaim(kept.checkpoint, "kept"))
-    in_key_store = read_checkpoint_file(key_store, keys)
+    in_key_store, replaced = key_store_checkpoint(key_store, keys)
     if in_key_store is not None:
         claims.append(CheckpointClaim(in_key_store.checkpoint, "daemon"))
     with store.read() as session:
         stored, forged = newest_stored_checkpoint(session, keys)
+        forged = replaced or forged
         if stored is not None:
             claims.append(CheckpointClaim(stored.checkpoint, "daemon"))
         verifier = ChainVerifier(

@@ -70,16 +70,23 @@ def sqlite_path(store: Store) -> Path | None:
 
 
 @contextmanager
+def sqlite_file(path: Path) -> Iterator[Any]:
+    """The attacker's hands on a SQLite database file: ``run(sql, **params)``, committed."""
+    db = sqlite3.connect(path)
+    try:
+        yield _SqliteHands(db)
+        db.commit()
+    finally:
+        db.close()
+
+
+@contextmanager
 def attacker(store: Store) -> Iterator[Any]:
     """A connection of the attacker's own to the same database: ``run(sql, **params)``."""
     path = sqlite_path(store)
     if path is not None:
-        db = sqlite3.connect(path)
-        try:
-            yield _SqliteHands(db)
-            db.commit()
-        finally:
-            db.close()
+        with sqlite_file(path) as hands:
+            yield hands
         return
     engine = create_engine(store.url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
@@ -185,3 +192,20 @@ def forged_after(hands: Any, seq: int) -> dict[str, Any]:
     values["hash"] = rehash(values)
     values["mac"] = made_up_mac()
     return values
+
+
+def point_heads_at_what_is_left(hands: Any) -> None:
+    """Set the head cache to the newest stored event of every chain, so that new events link
+    to what the attacker left (a careful attacker's last step)."""
+    hands.run("DELETE FROM audit_head")
+    [(seq, digest)] = hands.run("SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1")
+    hands.run("INSERT INTO audit_head (chain, seq, hash) VALUES ('', :seq, :hash)",
+              seq=seq, hash=digest)
+    projects = [name for (name,) in hands.run(
+        "SELECT DISTINCT project_id FROM audit_event WHERE project_id IS NOT NULL")]
+    for project in projects:
+        [(project_seq, digest)] = hands.run(
+            "SELECT project_seq, hash FROM audit_event WHERE project_id = :p "
+            "ORDER BY project_seq DESC LIMIT 1", p=project)
+        hands.run("INSERT INTO audit_head (chain, seq, hash) VALUES (:p, :seq, :hash)",
+                  p=project, seq=project_seq, hash=digest)

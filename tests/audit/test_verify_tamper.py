@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -36,6 +35,7 @@ from tests.audit.tamper import (
     forged_after,
     insert,
     open_gap,
+    point_heads_at_what_is_left,
     rehash,
     sample_events,
     seal,
@@ -269,18 +269,6 @@ def cut_tail(trail: Trail, after: int) -> None:
         point_heads_at_what_is_left(hands)
 
 
-def point_heads_at_what_is_left(hands: Any) -> None:
-    hands.run("DELETE FROM audit_head")
-    [(seq, digest)] = hands.run(
-        "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1")
-    hands.run("INSERT INTO audit_head (chain, seq, hash) VALUES ('', :seq, :hash)",
-              seq=seq, hash=digest)
-    for project in PROJECTS:
-        for project_seq, digest in hands.run(
-                "SELECT project_seq, hash FROM audit_event WHERE project_id = :p "
-                "ORDER BY project_seq DESC LIMIT 1", p=project):
-            hands.run("INSERT INTO audit_head (chain, seq, hash) VALUES (:p, :seq, :hash)",
-                      p=project, seq=project_seq, hash=digest)
 
 
 def test_a5_a_tail_cut_with_its_checkpoints_is_caught_by_the_key_store_copy(
@@ -329,6 +317,14 @@ def test_a5_a_checkpoint_row_not_signed_by_the_trail_key_is_damage(trail: Trail)
                   time=T0, seq=sealed + 5, head=head, key_id=key_id, signature=signature,
                   payload=payload.replace(f'"seq":{sealed}', f'"seq":{sealed + 5}'))
     assert_damage(trail.verify(), DamageKind.FORGED_CHECKPOINT, sealed + 5)
+
+
+def test_a5_a_key_store_checkpoint_not_signed_by_the_trail_key_is_damage(trail: Trail) -> None:
+    """Only root could have replaced it; the events still verify, so it is the damage named."""
+    sealed = trail.seal()
+    copy = trail.key_store / "audit" / CHECKPOINT_FILE
+    copy.write_text(copy.read_text().replace(f'\\"seq\\":{sealed}', '\\"seq\\":2'))
+    assert_damage(trail.verify(), DamageKind.FORGED_CHECKPOINT, 2)
 
 
 def test_a5_a_kept_checkpoint_of_another_trail_is_refused(trail: Trail, tmp_path: Path) -> None:
