@@ -351,3 +351,32 @@ def test_a1_two_daemons_on_one_database_leave_each_others_grants_alone(
     acl = subprocess.run(["getfacl", "-cp", str(data)], capture_output=True, text=True,
                          check=True).stdout
     assert f"user:{member.name}:rwx" in acl
+
+
+@pytest.mark.postgres
+def test_a5_a_second_daemon_without_the_shared_keys_refuses_to_start(
+    pg_url: str, enclave_root: Path
+) -> None:
+    """Its own, empty key store would mean fresh keys and a trail no single key verifies."""
+    shared, own = enclave_root / "keystore", enclave_root / "b" / "keystore"
+    for name in ("a", "b"):
+        (enclave_root / name).mkdir(mode=0o755)
+    first = RunningDaemon(enclave_root / "a", database_url=pg_url, key_store=shared)
+    second = RunningDaemon(enclave_root / "b", database_url=pg_url, key_store=own)
+    first.start()
+    try:
+        with pytest.raises(RuntimeError, match="exited at start"):
+            second.start()
+        assert second.stop() != 0
+        assert "the trail already holds events" in second.log_path.read_text()
+        assert not (own / "audit" / "mac.key").exists()
+    finally:
+        assert first.stop() == 0
+    store = Store(pg_url)
+    try:
+        rows = stored_events(store)
+    finally:
+        store.close()
+    assert_intact_chain(rows, load_or_create_audit_keys(shared).mac_key)
+    assert [row.action for row in rows if row.action.startswith("daemon.")] == [
+        "daemon.start", "daemon.stop"]
