@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.commands.audit_export import export, verify_export_command
 from cli.commands.audit_keys import checkpoint, pubkey
 from cli.commands.audit_verify import verify
 
@@ -24,4 +25,6 @@ def audit() -> None:
 
 audit.add_command(pubkey)
 audit.add_command(checkpoint)
+audit.add_command(export)
+audit.add_command(verify_export_command)
 audit.add_command(verify)
