@@ -70,6 +70,8 @@ class FastState:
     watch_index: int = 0
     seen: dict[int, str] = field(default_factory=dict)
     count: int = 0
+    #: not strict: each project's first [project_seq, project_prev_hash], its start unknown
+    firsts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def advance(self, position: int, digest: str) -> None:
         self.position, self.head = position, digest
@@ -151,6 +153,8 @@ def run_fast(state: FastState, rows: Iterator[Any]) -> Any:
         if project is not None and not by_project:
             if chain is None:
                 heads[project] = [project_seq, digest]
+                if not strict:
+                    state.firsts[project] = (project_seq, project_prev)
             else:
                 chain[0], chain[1] = project_seq, digest
         position, head = at, digest

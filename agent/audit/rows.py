@@ -53,21 +53,21 @@ def stream(session: Session, query: Select[Any], chunk: int = CHUNK) -> Iterator
             yield as_row(values)
 
 
-def _chain_query(session: Session, where: str, order: str) -> tuple[str, str]:
-    dialect = session.get_bind().dialect.name
+def chain_sql(dialect: str, where: str, order: str) -> str:
+    """The query for events in ``COLUMNS`` order with the canonical time; ``where`` and
+    ``order`` are fixed text of the callers (values go in as ``:name`` parameters)."""
     time = _CANONICAL_TIME.get(dialect)
     if time is None:
         raise ValueError(f"no canonical time for the {dialect} database")
     columns = ", ".join(time if name == "time" else f'"{name}"' for name in COLUMNS)
-    # Built from this module's constants only; values go in as bound parameters.
-    sql = f"SELECT {columns} FROM audit_event WHERE {where} ORDER BY {order}"  # noqa: S608
-    return dialect, sql
+    return f"SELECT {columns} FROM audit_event WHERE {where} ORDER BY {order}"  # noqa: S608
 
 
 def _chain_rows(
     session: Session, where: str, order: str, params: Mapping[str, Any]
 ) -> Iterator[Any]:
-    dialect, sql = _chain_query(session, where, order)
+    dialect = session.get_bind().dialect.name
+    sql = chain_sql(dialect, where, order)
     connection = session.connection()
     if dialect == "sqlite":
         # The driver's cursor, iterated directly: tuples straight from C, in its read snapshot.

@@ -149,6 +149,22 @@ class _Suspect:
     moved_from: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a trail verifier got over one stretch of the trail: what is needed to join it
+    with the stretches around it (``ChainVerifier.joined``)."""
+
+    start: ChainHead
+    last: ChainHead
+    count: int
+    damaged: bool
+    heads: Mapping[str, ChainHead]
+    #: each project's first (project_seq, project_prev_hash) in the stretch, if it began there
+    #: unchecked because the stretch did not know the project's head before it
+    firsts: Mapping[str, tuple[Any, Any]]
+    seen: Mapping[int, str]
+
+
 class ChainVerifier:
     """Feed rows in order (``feed``, as often as needed), then ``finish``. Stops checking at
     the first damage."""
@@ -189,6 +205,42 @@ class ChainVerifier:
     @property
     def count(self) -> int:
         return self._state.count
+
+    def progress(self) -> Progress:
+        state = self._state
+        return Progress(
+            self._start, ChainHead(state.position, state.head), state.count,
+            self.damage is not None or self._suspect is not None,
+            {name: ChainHead(h[0], h[1]) for name, h in state.heads.items()},
+            dict(state.firsts), dict(state.seen),
+        )
+
+    @classmethod
+    def joined(
+        cls, parts: Sequence[Progress], *, mac_key: bytes | None,
+        claims: Sequence[CheckpointClaim] = (),
+    ) -> ChainVerifier | None:
+        """A trail verifier that has verified ``parts`` (consecutive stretches from the first
+        event, each verified from the stored hash of the event before it), ready to ``finish``;
+        None unless they join up exactly: each stretch undamaged, starting at the verified end
+        of the one before, and each project's chain going on across them. Only a plain "intact"
+        can be joined; anything else is for a verifier reading the trail in one piece."""
+        verifier = cls("trail", mac_key=mac_key, claims=claims)
+        state = verifier._state
+        heads: dict[str, list[Any]] = {}
+        for part in parts:
+            if part.damaged or part.start != ChainHead(state.position, state.head):
+                return None
+            for project, (project_seq, link) in part.firsts.items():
+                seq, head = heads.get(project, (0, GENESIS_HASH))
+                if project_seq != seq + 1 or link != head:
+                    return None
+            heads.update({name: [h.seq, h.head] for name, h in part.heads.items()})
+            state.position, state.head = part.last.seq, part.last.head
+            state.count += part.count
+            state.seen.update(part.seen)
+        state.heads = heads
+        return verifier
 
     def feed(self, rows: Iterable[Row]) -> bool:
         """Check ``rows``; False once damage is found (the rest need not be read)."""
@@ -263,6 +315,8 @@ class ChainVerifier:
             known = state.heads.get(project)
             if known is None and state.strict:
                 known = [0, GENESIS_HASH]
+            elif known is None:
+                state.firsts[project] = (project_seq, project_prev)
             if known is not None:
                 if project_seq != known[0] + 1:
                     return self._gap(known[0] + 1, project_seq, seq, project=project)
