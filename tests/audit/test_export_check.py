@@ -7,7 +7,10 @@ holding the file could, and checked with the public key alone: no database, no d
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -246,3 +249,25 @@ def test_a5_an_export_that_matches_nothing_verifies_and_cannot_grow(trail: Trail
     exported.data.write_bytes(full.data.read_bytes().splitlines(keepends=True)[0])
     report = trail.verify(exported)
     assert not report.ok and report.kind == "inserted"
+
+
+def test_a5_the_verifier_in_docs_audit_format_checks_a_real_export(trail: Trail,
+                                                                    tmp_path: Path) -> None:
+    """The worked example of docs/audit-format.md is code an auditor may copy: it must work."""
+    document = (Path(__file__).parents[2] / "docs" / "audit-format.md").read_text()
+    [program] = re.findall(r"```python\n(.*?)```", document, re.DOTALL)
+    script = tmp_path / "check.py"
+    script.write_text(program)
+    trail.append(5)
+    exported = trail.export(ROOT, "all.jsonl", fmt="jsonl")
+    run = subprocess.run([sys.executable, str(script), str(exported.data),
+                          str(exported.manifest), str(trail.pubkey)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert f"{exported.result['count']} events, hashes and file digest OK" in run.stdout
+    tamper(exported, lambda rows: [rows[0].replace(b"project.create", b"project.delete"),
+                                   *rows[1:]])
+    run = subprocess.run([sys.executable, str(script), str(exported.data),
+                          str(exported.manifest), str(trail.pubkey)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode != 0 and "file changed" in run.stderr
