@@ -24,6 +24,7 @@ from agent.audit.chain import EventFields
 from agent.audit.trail import append_event
 from agent.errors import Failed, ProtocolError, VokterError
 from agent.services import Services
+from agent.store.tables import Project
 
 log = structlog.get_logger("vokterd.dispatch")
 
@@ -127,15 +128,20 @@ class Operation:
 def record_refusal(
     services: Services, caller: Caller, action: str, error: VokterError, project: str | None
 ) -> None:
-    """Audit a refusal in a transaction of its own (the refused change was rolled back)."""
+    """Audit a refusal in a transaction of its own (the refused change was rolled back).
+
+    The refusal joins a project's chain only if that project exists: otherwise anyone could
+    start a chain, and grow every checkpoint, by asking about made-up projects. The name they
+    asked for is still recorded, as the target."""
     context = RequestContext(caller, services)
     try:
         with services.store.write() as session:
+            known = project is not None and session.get(Project, project) is not None
             context.audit(
                 session,
                 action,
                 outcome=error.outcome,
-                project=project,
+                project=project if known else None,
                 target=project,
                 rule=error.rule,
                 details={"error": type(error).__name__, "message": error.message[:500]},

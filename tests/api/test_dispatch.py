@@ -95,7 +95,7 @@ def test_a_refusal_from_a_handler_carries_its_rule_and_is_audited_with_it(
                       ALICE, sqlite_services, operations)
     assert answer["error"]["type"] == "RuleViolation" and answer["error"]["rule"] == "L3"
     [event] = audit_events(sqlite_services)
-    assert (event.action, event.outcome, event.rule, event.project_id) == (
+    assert (event.action, event.outcome, event.rule, event.target) == (
         "project.dispose", "refused", "L3", "p77")
 
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 from agent.api.dispatch import Caller, dispatch
 from agent.operations import OPERATIONS
 from agent.services import Services
-from agent.store import AuditEvent, Member, Project, Store
+from agent.store import AuditEvent, AuditHead, Member, Project, Store
 from tests.audit.chain_check import assert_intact_chain, stored_events
 
 PROJECT = "p1234"
@@ -128,7 +128,8 @@ def test_a5_project_create_by_a_non_root_caller_is_refused_and_audited(
     assert (event.outcome, event.actor_uid, event.actor, event.action) == (
         "refused", 4242, "someone", "project.create"
     )
-    assert event.project_id == PROJECT
+    # the project does not exist (yet): it is named, but gets no chain of its own
+    assert (event.project_id, event.target) == (None, PROJECT)
     assert '"error":"PermissionDenied"' in event.details
     assert '"pid":777' in event.details
     assert rows(services.store, Project) == []
@@ -157,7 +158,7 @@ def test_a5_a_claimed_uid_in_the_arguments_is_refused_and_audited(
     assert response["error"]["type"] == "InvalidRequest"
     assert "uid" in response["error"]["message"]
     [event] = refused_events(services.store)
-    assert (event.actor_uid, event.action, event.project_id) == (4242, "project.create", PROJECT)
+    assert (event.actor_uid, event.action, event.target) == (4242, "project.create", PROJECT)
     assert '"error":"InvalidRequest"' in event.details
     assert rows(services.store, Project) == []
 
@@ -199,3 +200,16 @@ def test_a5_refusals_and_successes_share_one_linked_chain(
     ]
     assert '"error":"AlreadyExists"' in events[2].details
     assert_intact_chain(events)
+
+
+def test_a5_a_refusal_about_a_missing_project_names_it_but_starts_no_project_chain(
+    services: Services,
+) -> None:
+    outsider = Caller(uid=4242, gid=4242, pid=7, name="someone")
+    answer = dispatch({"v": 1, "op": "project.show", "args": {"project": "p777"}}, outsider,
+                      services, OPERATIONS)
+    assert answer["ok"] is False
+    [refusal] = [e for e in stored_events(services.store) if e.action == "project.show"]
+    assert (refusal.project_id, refusal.project_seq, refusal.target) == (None, None, "p777")
+    with services.store.read() as session:
+        assert session.get(AuditHead, "p777") is None

@@ -54,7 +54,7 @@ def test_non_root_project_create_is_refused_and_audited(
                if e["action"] == "project.create" and e["outcome"] == "refused"]
     assert len(refused) == 1
     assert refused[0]["actor_uid"] == user.uid and refused[0]["actor"] == user.name
-    assert refused[0]["project_id"] == "p55"
+    assert (refused[0]["project_id"], refused[0]["target"]) == (None, "p55")
 
 
 def test_identity_comes_from_the_kernel_not_the_client(
