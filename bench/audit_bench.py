@@ -16,7 +16,7 @@ Prints Vokter's figure, the baseline's and the ratio for:
      the same table. Goal: <= 2x the shell's time.
 
 Usage: .venv/bin/python bench/audit_bench.py [--single N] [--batched N] [--batch N] [--big N]
-       [--profile]      (--full: the issue's sizes; --profile: where append_events spends time)
+       [--full] [--profile]   (--full: long runs; --profile: where append_events spends time)
 The export baseline needs the sqlite3 shell (apt-get install -y sqlite3).
 """
 
@@ -349,7 +349,7 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=1_000_000,
                         help="events in the trail verified and exported (default 1,000,000)")
     parser.add_argument("--full", action="store_true",
-                        help="the issue's sizes: 10,000 single, 1,000,000 batched and big")
+                        help="long runs: 10,000 single, 1,000,000 batched, 1,000,000 big")
     parser.add_argument("--profile", action="store_true",
                         help="also profile append_events (cProfile) and print where time goes")
     options = parser.parse_args()
