@@ -105,7 +105,8 @@ class AccessRecorder:
         # the worker: this lock is held only for those few lines.
         self._noted = threading.Lock()
         self._drops = DropTally()
-        self._kernel_overflows: list[datetime] = []
+        #: First and last time the kernel's inotify queue overflowed since last taken.
+        self._kernel_overflows: tuple[datetime, datetime] | None = None
         self._problems: list[tuple[str, dict[str, Any]]] = []
         self._aggregator = OpenAggregator(self._window())
         self._inotify: InotifyOpens | None = None
@@ -117,6 +118,8 @@ class AccessRecorder:
         self._names_since = 0.0
         self.logged_opens = 0
         self.dropped_opens = 0
+        #: Rounds whose events could not be written (each logged; the opens become a gap).
+        self.failed_writes = 0
 
     @property
     def wants_fanotify(self) -> bool:
@@ -145,8 +148,10 @@ class AccessRecorder:
                 self._drops.add(opened.project, opened.time)
 
     def _inotify_overflow(self) -> None:
+        now = self.services.clock.now()
         with self._noted:
-            self._kernel_overflows.append(self.services.clock.now())
+            seen = self._kernel_overflows
+            self._kernel_overflows = (now, now) if seen is None else (seen[0], now)
 
     def _inotify_problem(self, kind: str, details: dict[str, Any]) -> None:
         with self._noted:
@@ -245,7 +250,7 @@ class AccessRecorder:
         self._aggregator.window = self._window()
         records = self._aggregator.flush(None if stopping else now)
         events = [self._record_event(record, now) for record in records]
-        events.extend(self._noted_events(now))
+        events.extend(self._noted_events(now, stopping=stopping))
         if stopping:
             events.append(self._daemon_event(STOP_ACTION, "ok", details={
                 "source": self.source, "opens": self.logged_opens + _opens(records),
@@ -288,19 +293,23 @@ class AccessRecorder:
             name = self._names[uid] = name_of_uid(uid)
         return name
 
-    def _noted_events(self, now: datetime) -> list[EventFields]:
+    def _noted_events(self, now: datetime, *, stopping: bool) -> list[EventFields]:
         """Gap markers for what the listeners noted (drops, kernel overflows) and for records
-        that could not be written, and the listeners' problems."""
+        that could not be written, and the listeners' problems.
+
+        While writing fails, the counts stay in their tallies, which merge per project: a long
+        database outage costs one marker per project and reason, not one per round."""
+        if self._unwritten and not stopping:
+            return []
         with self._noted:
             dropped = self._drops.total
             gaps = self._drops.take("overflow", self.source)
-            overflows, self._kernel_overflows = self._kernel_overflows, []
+            overflows, self._kernel_overflows = self._kernel_overflows, None
             problems, self._problems = self._problems, []
         self.dropped_opens += dropped
-        if overflows:
+        if overflows is not None:
             projects = {z.project for z in self.services.gate_view.current().zones.values()}
-            gaps.extend(gaps_for_projects("kernel_overflow", min(overflows), max(overflows),
-                                          self.source, projects))
+            gaps.extend(gaps_for_projects("kernel_overflow", *overflows, self.source, projects))
         gaps.extend(self._write_failures.take("write_failed", self.source))
         return [*(self._gap_event(gap) for gap in gaps),
                 *(self._problem_event(kind, details, now) for kind, details in problems)]
@@ -313,6 +322,7 @@ class AccessRecorder:
                 append_events(session, pending, mac_key=self.services.audit_keys.mac_key,
                               algorithm=self.services.policies.current().audit.hash)
         except Exception as error:
+            self.failed_writes += 1
             # The class only: a database error's text may quote the rows, paths and all.
             log.error("access_log_not_written", events=len(pending),
                       error=type(error).__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -240,6 +241,31 @@ def test_a5_a_full_queue_drops_opens_into_a_gap_marker_that_counts_them(rig: Rig
     assert details(gap)["dropped"] == opens - 4
     assert details(gap)["from"] == details(gap)["to"] == "2026-11-23T12:00:00.000000Z"
     assert details(rig.events("access_log.stop")[0])["dropped"] == opens - 4
+
+
+def test_a5_records_the_database_refuses_become_a_counted_gap_marker(rig: Rig) -> None:
+    target = put(rig.data / "cohort.csv")
+    rig.start()
+    wait_until(lambda: bool(rig.events("access_log.start")))
+    database = str(rig.services.store.engine.url.database)
+    with sqlite3.connect(database) as db:  # the database refuses every new audit event
+        db.executescript(
+            "CREATE TABLE refuse (x INTEGER);"
+            "INSERT INTO refuse VALUES (1);"
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_event "
+            "WHEN EXISTS (SELECT 1 FROM refuse) BEGIN SELECT RAISE(ABORT, 'refused'); END;")
+    assert rig.recorder is not None
+    cat_as(rig.member, target, times=3)
+    rig.clock.advance(timedelta(seconds=60))
+    wait_until(lambda: rig.recorder is not None and rig.recorder.failed_writes >= 1)
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM refuse")
+    rig.stop()
+    assert rig.events("file.open") == []
+    [gap] = rig.events("access_log.gap")
+    assert (details(gap)["reason"], details(gap)["dropped"]) == ("write_failed", 3)
+    assert details(gap)["from"] == "2026-11-23T12:00:00.000000Z"
+    assert [e.action for e in rig.events()][-1] == "access_log.stop"
 
 
 def test_a5_a_restart_marks_the_gap_since_the_previous_stop(rig: Rig) -> None:
