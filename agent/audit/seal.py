@@ -14,6 +14,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from agent.audit.checkpoint import (
@@ -81,13 +82,32 @@ def extend(
     return sign_checkpoint(checkpoint, keys), None
 
 
+#: Checkpoints kept whole: at one a second, the last hour.
+KEEP_RECENT = 3600
+#: Older ones are thinned to one in this many (about one each ten minutes of a busy trail).
+KEEP_EVERY = 600
+
+
 def store_checkpoint(session: Session, signed: SignedCheckpoint) -> None:
+    """Store ``signed`` and thin the old ones: a busy trail is sealed every second and each
+    checkpoint names every project, so keeping all would outgrow the events. Only the newest
+    is ever needed to verify; the thinned history is for auditors who ask what was sealed when."""
     checkpoint = signed.checkpoint
-    session.add(AuditCheckpoint(
+    row = AuditCheckpoint(
         time=checkpoint.time, seq=checkpoint.trail.seq, head=checkpoint.trail.head,
         key_id=checkpoint.key_id, payload=signed.payload,
         signature=signed.document()["signature"],
-    ))
+    )
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    if row.id > KEEP_RECENT and row.id % KEEP_EVERY == 0:
+        session.execute(
+            delete(AuditCheckpoint).where(
+                col(AuditCheckpoint.id) < row.id - KEEP_RECENT,
+                col(AuditCheckpoint.id) % KEEP_EVERY != 0,
+            )
+        )
 
 
 def latest_stored(session: Session) -> SignedCheckpoint | None:
