@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "vokterd.service"
 TMPFILES = REPO / "systemd" / "vokter.tmpfiles"
 DAEMON = "/opt/vokter/bin/vokterd"
-MAX_EXPOSURE = 2.0
+#: systemd-analyze's score; 0.3 of it is CAP_SYS_PTRACE, without which the daemon cannot name
+#: the program in the access log (A5) or find a removed member's processes (A3).
+MAX_EXPOSURE = 2.2
 
 #: The capabilities the daemon needs, and no others (see the comments in the unit).
 NEEDED_CAPABILITIES = {
@@ -32,6 +34,7 @@ NEEDED_CAPABILITIES = {
     "CAP_DAC_READ_SEARCH",
     "CAP_SYS_ADMIN",
     "CAP_KILL",
+    "CAP_SYS_PTRACE",
 }
 
 #: path -> mode every enclave host must have before vokterd starts (owner root:root).
@@ -86,7 +89,7 @@ def _only(key: str) -> str:
 # --- what systemd itself says -------------------------------------------------------------
 
 
-def test_security_exposure_stays_at_or_below_2_0() -> None:
+def test_security_exposure_stays_at_or_below_2_2() -> None:
     result = _run(_tool("systemd-analyze"), "security", "--offline=true", "--no-pager", str(UNIT))
     match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
     assert match, f"no exposure figure in systemd-analyze output:\n{result.stdout}{result.stderr}"
