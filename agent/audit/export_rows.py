@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from json.encoder import encode_basestring as _s
 from typing import Any
 
 from agent.audit.manifest import DataFormat
@@ -28,21 +29,44 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 _IS_NUMBER = tuple(name in NUMBERS for name in COLUMNS)
 
 
-def _csv_field(value: Any) -> str:
-    if value is None:
-        return ""
-    if type(value) is int:
-        return str(value)
-    return '"' + str(value).replace('"', '""') + '"'
+def _q(text: str) -> str:
+    return text.replace('"', '""')
+
+
+def _qn(text: str | None) -> str:
+    return "" if text is None else f'"{_q(text)}"'
 
 
 def csv_line(row: Row) -> str:
-    return ",".join(map(_csv_field, row)) + "\r\n"
+    """One CSV record. Written out field by field (not with the csv module, which cannot
+    tell absent from empty), in one expression: at a million events a call per field would
+    cost more than reading them."""
+    (seq, time, uid, actor, action, project, project_seq, target, outcome, rule, details,
+     algorithm, prev, project_prev, digest, mac) = row
+    number = "" if project_seq is None else project_seq
+    return (
+        f'{seq},"{_q(time)}",{uid},"{_q(actor)}","{_q(action)}",{_qn(project)},{number},'
+        f'{_qn(target)},"{_q(outcome)}",{_qn(rule)},"{_q(details)}","{_q(algorithm)}",'
+        f'"{_q(prev)}",{_qn(project_prev)},"{_q(digest)}","{_q(mac)}"\r\n'
+    )
 
 
 def jsonl_line(row: Row) -> str:
-    return json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False,
-                      separators=(",", ":")) + "\n"
+    """One JSON object, keys in column order; strings through the json module's own encoder."""
+    (seq, time, uid, actor, action, project, project_seq, target, outcome, rule, details,
+     algorithm, prev, project_prev, digest, mac) = row
+    return (
+        f'{{"seq":{seq},"time":{_s(time)},"actor_uid":{uid},"actor":{_s(actor)},'
+        f'"action":{_s(action)},"project_id":{_n(project)},'
+        f'"project_seq":{"null" if project_seq is None else project_seq},'
+        f'"target":{_n(target)},"outcome":{_s(outcome)},"rule":{_n(rule)},'
+        f'"details":{_s(details)},"hash_alg":{_s(algorithm)},"prev_hash":{_s(prev)},'
+        f'"project_prev_hash":{_n(project_prev)},"hash":{_s(digest)},"mac":{_s(mac)}}}\n'
+    )
+
+
+def _n(text: str | None) -> str:
+    return "null" if text is None else _s(text)
 
 
 def line_writer(file_format: DataFormat) -> tuple[str, Callable[[Row], str]]:

@@ -90,6 +90,14 @@ def project_rows(session: Session, project: str) -> Iterator[tuple[Any, ...]]:
     return _chain_rows(session, '"project_id" = :project', '"project_seq"', {"project": project})
 
 
+def selected_rows(
+    session: Session, where: str, params: Mapping[str, Any]
+) -> Iterator[tuple[Any, ...]]:
+    """The events ``where`` selects (fixed SQL over bound parameters, never a caller's text),
+    in sequence order, by the same fast path as the chains (an export)."""
+    return _chain_rows(session, where, '"seq"', params)
+
+
 def event_at(session: Session, seq: int) -> tuple[Any, ...] | None:
     values = session.execute(
         select(*event_columns()).where(col(AuditEvent.seq) == seq)
