@@ -8,11 +8,11 @@ HMAC pads instead of converting hex twice.
 
 It only ever says "intact": the encoding it builds is byte for byte the one
 :func:`agent.audit.chain.encode_fields` makes whenever every field is ASCII (latin-1 and UTF-8
-agree there). A field that may legitimately hold other characters (names, paths, details) and
-does, an unusual algorithm, a long field, a value of an odd type, any link, hash or MAC that does
-not match: the row goes back to ``ChainVerifier._check``, which is exact and names the damage.
-The fields written only as ASCII (times, numbers, hashes, ids, actions) need no such test: a
-stored value that is not ASCII encodes to bytes no ASCII original had, so its hash cannot match.
+agree there). A text field holding anything else (a name, a path, whatever a client sent),
+an unusual algorithm, a long field, a value of an odd type, any link, hash or MAC that does not
+match: the row goes back to ``ChainVerifier._check``, which is exact and names the damage.
+The fields Vokter only ever writes as ASCII (times, numbers, hashes) need no such test: a stored
+value that is not ASCII encodes to bytes no ASCII original had, so its hash cannot match.
 """
 
 from __future__ import annotations
@@ -114,8 +114,10 @@ def run_fast(state: FastState, rows: Iterator[Any]) -> Any:
                                                    or project_prev != chain[1]))):
                     stopped = row
                     break
-            if not (actor.isascii() and action.isascii() and details.isascii()
-                    and (target is None or target.isascii())):
+            if not (actor.isascii() and action.isascii() and outcome.isascii()
+                    and details.isascii() and (project is None or project.isascii())
+                    and (target is None or target.isascii())
+                    and (rule is None or rule.isascii())):
                 stopped = row
                 break
             number, user = str(seq), str(uid)

@@ -140,7 +140,7 @@ def canonical(time: Any) -> str:
     """The stored time as the hash spells it (SQLite hands back text, PostgreSQL a datetime)."""
     if isinstance(time, str):
         return time.replace(" ", "T") + "Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def rehash(values: dict[str, Any]) -> str:

@@ -58,7 +58,8 @@ def test_a5_an_intact_trail_verifies_in_stretches_as_in_one_piece(
     result = in_stretches(store, keys, key_store)
     whole = verify_trail(store, keys, key_store, processes=1)
     assert whole.ok and result == whole
-    assert whole.count == EVENTS and whole.sealed_head == ChainHead(sealed, whole.sealed_head.head)
+    assert whole.count == EVENTS
+    assert whole.sealed_head is not None and whole.sealed_head.seq == sealed
 
 
 @pytest.mark.parametrize("at", ["first of a stretch", "last of a stretch", "inside"])

@@ -171,14 +171,23 @@ def test_a5_a_changed_field_with_its_hash_recomputed_is_still_changed(trail: Tra
     assert_damage(trail.verify(), DamageKind.CHANGED, IN_NO_PROJECT)
 
 
-def test_a5_a_name_beyond_ascii_changed_to_look_alike_bytes_is_changed(trail: Trail) -> None:
-    """'å' stored as the two latin-1 characters of its UTF-8 bytes must not pass."""
-    append(trail.store, trail.keys, [EventFields(
-        time=T0 + timedelta(hours=3), actor_uid=1001, actor="bjørn", action="file.open",
-        outcome="ok", project_id="p1001", target="/srv/å.csv")])
+@pytest.mark.parametrize(("column", "value"), [
+    ("target", "/srv/å.csv"), ("actor", "bjørn"), ("project_id", "på"), ("action", "åpne"),
+    ("rule", "Å5"), ("outcome", "nå"),
+])
+def test_a5_text_beyond_ascii_changed_to_look_alike_bytes_is_changed(
+    trail: Trail, column: str, value: str
+) -> None:
+    """'å' stored as the two latin-1 characters of its UTF-8 bytes must not pass, whichever
+    text field holds it (a refusal may record whatever project name a client sent)."""
+    fields = {"actor": "root", "action": "file.open", "outcome": "ok", "project_id": None,
+              "target": None, "rule": None, column: value}
+    append(trail.store, trail.keys, [EventFields(time=T0 + timedelta(hours=3), actor_uid=0,
+                                                 **fields)])  # type: ignore[arg-type]
+    assert trail.verify().ok
     with attacker(trail.store) as hands:
-        hands.run("UPDATE audit_event SET target = :t WHERE seq = :seq",
-                  t="/srv/å.csv".encode().decode("latin-1"), seq=EVENTS + 1)
+        hands.run(f"UPDATE audit_event SET {column} = :v WHERE seq = :seq",  # noqa: S608
+                  v=value.encode().decode("latin-1"), seq=EVENTS + 1)
     assert_damage(trail.verify(), DamageKind.CHANGED, EVENTS + 1)
 
 

@@ -73,8 +73,8 @@ def assert_damaged(result: subprocess.CompletedProcess[str], kind: str, seq: int
 
 
 def seq_of(daemon: RunningDaemon, action: str, project: str | None = None) -> int:
-    return next(e["seq"] for e in daemon.audit_events()
-                if e["action"] == action and (project is None or e["project_id"] == project))
+    return int(next(e["seq"] for e in daemon.audit_events()
+                    if e["action"] == action and (project is None or e["project_id"] == project)))
 
 
 # --- who may verify what -----------------------------------------------------------------------
