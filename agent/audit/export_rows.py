@@ -81,7 +81,7 @@ class MalformedRow(ValueError):
     """A line that is not one this export format writes."""
 
 
-_CSV_FIELD = r'(?:"((?:[^"]|"")*)"|([^",\r\n]*))'
+_CSV_FIELD = r'(?:"([^"]*(?:""[^"]*)*)"|([^",\r\n]*))'
 _CSV_RECORD = re.compile(",".join([_CSV_FIELD] * len(COLUMNS)) + r"\r\n", re.DOTALL)
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.api.offline import verify_export
 from agent.audit.export_rows import csv_line, jsonl_line, parse_csv_record, parse_jsonl_line
 from agent.audit.keys import public_pem
-from agent.audit.verify import row_hash
+from agent.audit.verify import COLUMNS, row_hash
 from tests.audit.export_support import ROOT, Export, Trail, caller, trail
 
 __all__ = ["trail"]  # the fixture
@@ -271,3 +271,19 @@ def test_a5_the_verifier_in_docs_audit_format_checks_a_real_export(trail: Trail,
                           str(exported.manifest), str(trail.pubkey)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode != 0 and "file changed" in run.stderr
+
+
+ODD_TEXTS = ["", '"', '""', ",", "a,b", "line\r\nbreak", "cr\ronly", "ü 𝄞 \u2028", "back\\slash",
+             "tab\there", "{\"json\": [1, 2]}", "\x00nul"]
+
+
+@pytest.mark.parametrize("value", ODD_TEXTS)
+def test_a5_every_text_and_absent_value_survives_both_formats_exactly(value: str) -> None:
+    """Absent and empty hash apart, so the files must keep them apart too."""
+    for nullable in (value, None):
+        row = (7, value, 1001, value, value, nullable, None if nullable is None else 3,
+               nullable, value, nullable, value, value, value, nullable, value, value)
+        assert parse_csv_record(csv_line(row).encode()) == row
+        assert parse_jsonl_line(jsonl_line(row).encode()) == row
+        assert jsonl_line(row) == json.dumps(dict(zip(COLUMNS, row, strict=True)),
+                                             ensure_ascii=False, separators=(",", ":")) + "\n"
