@@ -55,8 +55,12 @@ cli.add_command(demo)
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="vokter",
-                 standalone_mode=False)
+        # Without standalone mode click *returns* the code of a command that exits on purpose
+        # (e.g. 'policy check' finding problems) instead of raising it: pass it on.
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="vokter",
+                        standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            return code
     except click.exceptions.Exit as done:
         return int(done.exit_code or 0)
     except click.exceptions.Abort:

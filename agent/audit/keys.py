@@ -87,14 +87,21 @@ class AuditKeys:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``, mode 0400, durably; never replaces an existing file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb", opener=lambda p, f: os.open(p, f | os.O_TRUNC, 0o400)) as out:
+    """Create ``path`` with ``data``, mode 0400, durably; never replaces an existing file. Two
+    daemons starting at once each write their own temporary file; the first link wins and
+    the other reads the winner's key."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    opener = lambda p, f: os.open(p, f | os.O_TRUNC | os.O_NOFOLLOW, 0o400)  # noqa: E731
+    with open(temporary, "wb", opener=opener) as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    os.link(temporary, path)  # fails if path exists: a key is never overwritten
-    os.unlink(temporary)
+    try:
+        os.link(temporary, path)  # fails if path exists: a key is never overwritten
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
     directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(directory)
@@ -119,7 +126,7 @@ def key_store_dir(key_store: Path) -> Path:
     directory = key_store / AUDIT_DIR
     if not key_store.exists():
         key_store.parent.mkdir(parents=True, exist_ok=True)
-        key_store.mkdir(mode=0o700)
+        key_store.mkdir(mode=0o700, exist_ok=True)
     directory.mkdir(exist_ok=True, mode=0o700)
     for folder in (key_store, directory):
         mode = stat.S_IMODE(os.lstat(folder).st_mode)

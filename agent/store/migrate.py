@@ -10,6 +10,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,8 +38,23 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+#: Session-level advisory lock held while migrating, so two daemons starting at once on one
+#: PostgreSQL database migrate one after the other instead of racing ("VOKTERM" in ASCII).
+MIGRATION_LOCK_KEY = 0x564F4B5445524D
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as holder:
+                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                try:
+                    command.upgrade(alembic_config(engine), revision)
+                finally:
+                    holder.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                   {"k": MIGRATION_LOCK_KEY})
+                    holder.commit()
+            return
         command.upgrade(alembic_config(engine), revision)
     except SQLAlchemyError as exc:
         raise StoreError(f"schema migration failed: {exc.__class__.__name__}: {exc}") from None
