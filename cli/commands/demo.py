@@ -110,6 +110,7 @@ def demo(keep: bool) -> None:
                  "are from the kernel (SO_PEERCRED), not from anything the client says.")
         if _show_project(tour, client, me, console) and os.geteuid() == 0:
             _show_access(tour, client, root, console)
+            _show_audit(tour, client, root, config, console)
         tour.say("Status", "What an operator checks first:")
         tour.command("vokter status")
         info: dict[str, Any] = client.call("status")
@@ -159,6 +160,13 @@ def _show_project(tour: Tour, client: VokterClient, me: str, console: Console) -
     return True
 
 
+def _vokter_command() -> list[str]:
+    beside = Path(sys.executable).with_name("vokter")
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-m", "cli.main"]
+
+
 def _run_as(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["runuser", "-u", user, "--", *argv],
                           capture_output=True, text=True, timeout=30, check=False)
@@ -196,3 +204,61 @@ def _show_access(tour: Tour, client: VokterClient, root: Path, console: Console)
         console.print("   " + (denied.stderr.strip() or "(read succeeded: unexpected)"))
     finally:
         subprocess.run(["userdel", user], capture_output=True, check=False)
+
+
+def _show_audit(tour: Tour, client: VokterClient, root: Path, config: Path,
+                console: Console) -> None:
+    """An auditor exports the project's log and checks it offline; then a forged row fails."""
+    auditor = f"vkaudit{os.getpid()}"
+    made = subprocess.run(["useradd", "--no-create-home", "--user-group", auditor],
+                          capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        console.print(f"   (could not create a demo auditor: {made.stderr.strip()})")
+        return
+    desk = root / "auditor"
+    try:
+        desk.mkdir(mode=0o700)
+        entry = pwd.getpwnam(auditor)
+        os.chown(desk, entry.pw_uid, entry.pw_gid)
+        tour.say("Appointing an auditor",
+                 "Only the operator appoints auditors (A2). They read the trail, never the data.")
+        tour.command(f'vokter member add p1234 {auditor} --role auditor --reason "internal audit"')
+        client.call("member.add", project="p1234", user=auditor, role="auditor",
+                    reason="internal audit")
+        vokter = [*_vokter_command(), "--config", str(config)]
+        pubkey = desk / "vokter-audit.pub"
+        export = desk / "p1234-audit.csv"
+        tour.say("The auditor exports the project's log (A5)",
+                 "Every administrative act and every open of a project file is in it (opens "
+                 "are merged per program and file each minute, so the member's read arrives "
+                 "when its minute closes), each event chained to the one before and sealed. "
+                 "The daemon signs a manifest beside the file, with the checkpoint that "
+                 "covers it.")
+        tour.command("vokter audit pubkey > vokter-audit.pub")
+        shown = _run_as(auditor, *vokter, "audit", "pubkey")
+        pubkey.write_text(shown.stdout)
+        tour.command("vokter audit export --project p1234 --format csv -o p1234-audit.csv")
+        exported = _run_as(auditor, *vokter, "audit", "export", "--project", "p1234",
+                           "--format", "csv", "-o", str(export))
+        console.print("   " + (exported.stdout.strip() or exported.stderr.strip()))
+        if exported.returncode != 0:
+            return
+        tour.say("Checked outside the enclave",
+                 "With the public key alone: no database, no daemon.")
+        tour.command("vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub")
+        checked = _run_as(auditor, *_vokter_command(), "audit", "verify-export", str(export),
+                          "--pubkey", str(pubkey))
+        console.print("   " + (checked.stdout.strip() or checked.stderr.strip()))
+        rows = export.read_bytes().split(b"\r\n")  # RFC 4180 line ends, kept as they are
+        changed = next((n for n, row in enumerate(rows) if b',"ok",' in row), None)
+        if changed is not None:
+            rows[changed] = rows[changed].replace(b',"ok",', b',"refused",', 1)
+            export.write_bytes(b"\r\n".join(rows))
+            tour.say("A changed row is caught",
+                     "Someone edits one event of the export: the check names it.")
+            tour.command("vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub")
+            forged = _run_as(auditor, *_vokter_command(), "audit", "verify-export",
+                             str(export), "--pubkey", str(pubkey))
+            console.print("   " + (forged.stderr.strip() or forged.stdout.strip()))
+    finally:
+        subprocess.run(["userdel", auditor], capture_output=True, check=False)

@@ -151,6 +151,9 @@ def test_vokter_demo_runs_the_tour_and_exits_0() -> None:
     assert "1,48,512000" in result.stdout
     assert "access ended in" in result.stdout
     assert "Operation not permitted" in result.stdout or "Permission denied" in result.stdout
+    # A5: the auditor's export checks out offline, and an edited row is named.
+    assert "OK: " in result.stdout and "whole chain" in result.stdout
+    assert "was changed: its fields no longer match its hash" in " ".join(result.stdout.split())
 
 
 def test_daemon_start_failure_is_one_line_not_a_traceback(enclave_root: Path) -> None:
