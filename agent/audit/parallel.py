@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -53,9 +53,11 @@ def stretches(last: int, parts: int) -> list[tuple[int, int]]:
 
 
 def verify_stretch(
-    uri: str, mac_key: bytes, first: int, last: int, claims: Sequence[CheckpointClaim]
+    uri: str, mac_key: bytes, first: int, last: int, claims: Sequence[CheckpointClaim],
+    report: Callable[[int], None] | None = None,
 ) -> Progress:
-    """Events ``first``..``last``, from the stored hash of the event before them (in a worker)."""
+    """Events ``first``..``last``, from the stored hash of the event before them (in a worker;
+    only this process's own stretch ``report``s how far it got)."""
     with closing(sqlite3.connect(uri, uri=True)) as db:
         before = GENESIS_HASH
         if first > 1:
@@ -65,13 +67,14 @@ def verify_stretch(
                                  claims=claims)
         cursor = db.cursor()
         cursor.arraysize = CHUNK
-        verifier.feed(cursor.execute(_STRETCH_SQL, {"first": first, "last": last}))
+        verifier.feed_all(cursor.execute(_STRETCH_SQL, {"first": first, "last": last}), report)
         return verifier.progress()
 
 
 def verify_in_stretches(
     path: Path, mac_key: bytes, claims: Sequence[CheckpointClaim], *,
     processes: int | None = None, min_stretch: int = MIN_STRETCH,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult | None:
     """The whole trail in the SQLite file ``path``, verified in stretches; None when it is too
     short to gain from it, or anything at all is not plainly intact."""
@@ -89,7 +92,10 @@ def verify_in_stretches(
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             others = [pool.submit(verify_stretch, uri, mac_key, first, end, claims)
                       for first, end in bounds[1:]]
-            done = [verify_stretch(uri, mac_key, *bounds[0], claims)]
+            mine = bounds[0][1]
+            report = None if progress is None else (
+                lambda count: progress(count * last // mine, last))
+            done = [verify_stretch(uri, mac_key, *bounds[0], claims, report)]
             done += [future.result() for future in others]
     except (OSError, RuntimeError) as error:  # no processes to be had: one piece will do
         log.warning("audit_verify_single_process", error=type(error).__name__)

@@ -22,8 +22,9 @@ slowly and exactly, and only that path decides what the damage is.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
 from agent.audit.chain import GENESIS_HASH, MacSealer
@@ -167,6 +168,20 @@ class ChainVerifier:
                 return False
             else:
                 self._suspect = verdict
+
+    def feed_all(self, rows: Iterable[Row], report: Callable[[int], None] | None = None,
+                 every: int = 50_000) -> None:
+        """``feed`` all of ``rows``, telling ``report`` how many verified every ``every`` rows
+        (a long verification keeps its client informed, and its connection alive)."""
+        if report is None:
+            self.feed(rows)
+            return
+        stream = iter(rows)
+        while True:
+            chunk = list(islice(stream, every))
+            if not chunk or not self.feed(chunk):
+                return
+            report(self.count)
 
     # --- the exact check of one row --------------------------------------------------------
 

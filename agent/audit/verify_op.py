@@ -123,7 +123,7 @@ def audit_verify(ctx: RequestContext, args: AuditVerifyArgs) -> dict[str, Any]:
     kept = _kept(args.checkpoint)
     services = ctx.services
     result = verify_trail(services.store, services.audit_keys, services.config.key_store,
-                          project=args.project, kept=kept)
+                          project=args.project, kept=kept, progress=ctx.progress)
     view = result_view(result, kept)
     details: dict[str, Any] = {"scope": result.mode, "count": result.count,
                                "last_seq": result.last.seq}

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from agent.audit.checkpoint import Checkpoint, SignedCheckpoint, parse_checkpoint_document
@@ -120,15 +123,18 @@ def verify_trail(
     project: str | None = None,
     kept: SignedCheckpoint | None = None,
     processes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult:
     """The whole trail (``project=None``) or one project's chain, verified from its start.
 
     A whole SQLite trail long enough to gain from it is verified on ``processes`` cores (all
     it may use by default; 1 for one process), and again in one piece if that finds anything
-    but an intact trail. Raises ``InvalidRequest`` for a ``kept`` checkpoint not signed by
-    ``keys`` and ``AuditUnavailable`` when the key store is open to others; damage is never
-    raised, it is in the result (``result.ok``, ``result.damage``), a checkpoint the key did
-    not sign included.
+    but an intact trail. ``progress(done, total)`` hears how far it got now and then.
+
+    Raises ``InvalidRequest`` for a ``kept`` checkpoint not signed by ``keys`` and
+    ``AuditUnavailable`` when the key store is open to others; damage is never raised, it is
+    in the result (``result.ok``, ``result.damage``), a checkpoint the key did not sign
+    included.
     """
     claims: list[CheckpointClaim] = []
     if kept is not None:
@@ -145,7 +151,8 @@ def verify_trail(
     path = None if store.backend != "sqlite" else store.engine.url.database
     result = None
     if project is None and path and processes != 1:
-        result = verify_in_stretches(Path(path), keys.mac_key, claims, processes=processes)
+        result = verify_in_stretches(Path(path), keys.mac_key, claims, processes=processes,
+                                     progress=progress)
     with store.read() as session:
         if result is None:
             verifier = ChainVerifier(
@@ -154,8 +161,13 @@ def verify_trail(
                 project=project,
                 claims=claims,
             )
-            verifier.feed(
-                trail_rows(session) if project is None else project_rows(session, project))
+            report = None
+            if progress is not None:
+                total = _length(session, project)
+                report = lambda count: progress(min(count, total), total)  # noqa: E731
+            verifier.feed_all(
+                trail_rows(session) if project is None else project_rows(session, project),
+                report)
             result = verifier.finish()
         if result.damage is not None and result.damage.checkpoint is not None:
             result = dataclasses.replace(result, damage=_where_it_parted(
@@ -163,6 +175,15 @@ def verify_trail(
     if result.ok and forged is not None:
         result = dataclasses.replace(result, damage=forged)
     return result
+
+
+def _length(session: Session, project: str | None) -> int:
+    """How many events the chain should hold, for progress reports only."""
+    newest: Any = (select(func.max(AuditEvent.seq)) if project is None else
+                   select(func.max(AuditEvent.project_seq))
+                   .where(col(AuditEvent.project_id) == project))
+    found = session.exec(newest).first()
+    return int(found) if isinstance(found, int) else 0
 
 
 def _where_it_parted(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agent.api import UsageError
 from agent.api.schemas import MAX_CHECKPOINT_TEXT
@@ -30,6 +35,23 @@ def _read_checkpoint(path: Path) -> str:
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not a checkpoint: not text",
                          hint="save one with 'vokter audit checkpoint > FILE'") from None
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int], None]]:
+    """How far a long verification got, on stderr when it is a terminal; nothing in a pipe."""
+    if not sys.stderr.isatty():
+        yield lambda _done, _total: None
+        return
+    columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("verify", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def _when(time: str) -> str:
@@ -105,7 +127,9 @@ def verify(state: CliState, project: str | None, checkpoint_file: Path | None,
       vokter audit verify --project p1234 --json | jq .count
     """
     text = None if checkpoint_file is None else _read_checkpoint(checkpoint_file)
-    result = state.call("audit.verify", project=project, checkpoint=text)
+    with _progress_bar() as progress:
+        result = state.client().call_streaming(
+            "audit.verify", on_progress=progress, project=project, checkpoint=text)
     if as_json:
         print_json(result)
     if not result["ok"]:

@@ -13,6 +13,7 @@ import pytest
 from agent.audit.checkpoint import ChainHead
 from agent.audit.keys import AuditKeys, load_or_create_audit_keys
 from agent.audit.parallel import stretches, verify_in_stretches
+from agent.audit.rows import trail_rows
 from agent.audit.seal import read_checkpoint_file
 from agent.audit.verify import ChainVerifier, CheckpointClaim, DamageKind, Progress
 from agent.audit.verify_trail import verify_trail
@@ -127,3 +128,16 @@ def test_stretches_join_only_where_each_starts_at_the_end_of_the_one_before() ->
         part(ChainHead(10, A), ChainHead(20, C), damaged=True),
     ):
         assert ChainVerifier.joined([first, bad], mac_key=None) is None, bad
+
+
+def test_a5_a_long_verification_tells_how_far_it_got(
+    long_trail: tuple[Store, AuditKeys, Path],
+) -> None:
+    store, keys, _ = long_trail
+    heard: list[int] = []
+    with store.read() as session:
+        verifier = ChainVerifier("trail", mac_key=keys.mac_key)
+        verifier.feed_all(trail_rows(session), heard.append, every=1000)
+        result = verifier.finish()
+    assert result.ok and result.count == EVENTS - 500
+    assert heard == [1000, 2000, EVENTS - 500]
