@@ -59,7 +59,9 @@ def format_time(moment: datetime) -> str:
     ``Z`` (``2026-11-23T12:00:00.000000Z``), so a verifier in any language reproduces it."""
     if moment.tzinfo is None:
         raise ValueError("audit times are timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; for an aware UTC time its first 26
+    # characters are exactly YYYY-MM-DDTHH:MM:SS.ffffff.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def parse_time(text: str) -> datetime:

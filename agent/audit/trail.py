@@ -13,10 +13,10 @@ from datetime import UTC
 from typing import Any
 
 import structlog
-from sqlalchemy import event, insert
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from agent.audit.chain import (
     GENESIS_HASH,
@@ -26,7 +26,7 @@ from agent.audit.chain import (
     event_hash,
     format_time,
 )
-from agent.audit.redact import redact_identity_numbers
+from agent.audit.redact import has_identity_number, redact_identity_numbers
 from agent.errors import AuditUnavailable
 from agent.store.tables import AuditEvent, AuditHead
 
@@ -49,9 +49,39 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def _heads(session: Session, chains: set[str]) -> dict[str, AuditHead]:
-    rows = session.exec(select(AuditHead).where(col(AuditHead.chain).in_(chains))).all()
-    return {row.chain: row for row in rows}
+_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
+_HEADS = AuditHead.__table__  # type: ignore[attr-defined]
+
+
+def _heads(session: Session, chains: set[str]) -> dict[str, tuple[int, str]]:
+    found = session.connection().execute(
+        select(_HEADS.c.chain, _HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain.in_(chains))
+    )
+    return {chain: (seq, digest) for chain, seq, digest in found}
+
+
+def _save_heads(session: Session, before: dict[str, tuple[int, str]],
+                after: dict[str, tuple[int, str]]) -> None:
+    """Core statements, not ORM objects: one insert and one update per batch at most."""
+    connection = session.connection()
+    new = [{"chain": name, "seq": seq, "hash": digest}
+           for name, (seq, digest) in after.items() if name not in before]
+    moved = [{"name": name, "seq": seq, "hash": digest}
+             for name, (seq, digest) in after.items()
+             if name in before and before[name] != (seq, digest)]
+    if new:
+        connection.execute(insert(_HEADS), new)
+    if moved:
+        connection.execute(
+            update(_HEADS).where(_HEADS.c.chain == bindparam("name"))
+            .values(seq=bindparam("seq"), hash=bindparam("hash")),
+            moved,
+        )
+
+
+def _clean(text: str) -> str:
+    """Mask identity numbers; the common case (none) costs one regex search."""
+    return redact_identity_numbers(text) if has_identity_number(text) else text
 
 
 def append_events(
@@ -71,7 +101,7 @@ def append_events(
                     for f in batch]
         chains = {TRAIL} | {project for project in projects if project is not None}
         heads = _heads(session, chains)
-        latest = {name: (head.seq, head.hash) for name, head in heads.items()}
+        latest = dict(heads)
         seq, prev = latest.get(TRAIL, (0, GENESIS_HASH))
         rows: list[dict[str, Any]] = []
         for fields, project in zip(batch, projects, strict=True):
@@ -81,9 +111,11 @@ def append_events(
                 last_seq, project_prev = latest.get(project, (0, GENESIS_HASH))
                 project_seq = last_seq + 1
             moment = fields.time.astimezone(UTC)
-            actor = redact_identity_numbers(fields.actor)
-            target = None if fields.target is None else redact_identity_numbers(fields.target)
-            details = canonical_details(_masked(fields.details or {}))
+            actor = _clean(fields.actor)
+            target = None if fields.target is None else _clean(fields.target)
+            details = canonical_details(fields.details)
+            if has_identity_number(details):
+                details = canonical_details(_masked(fields.details or {}))
             digest = event_hash(
                 algorithm=algorithm, seq=seq, time=format_time(moment),
                 actor_uid=fields.actor_uid, actor=actor, action=fields.action,
@@ -115,15 +147,10 @@ def append_events(
             if project is not None and project_seq is not None:
                 latest[project] = (project_seq, digest)
         if rows:
-            session.execute(insert(AuditEvent), rows)
-            for name, (head_seq, head_hash) in latest.items():
-                existing = heads.get(name)
-                if existing is None:
-                    session.add(AuditHead(chain=name, seq=head_seq, hash=head_hash))
-                elif existing.seq != head_seq:
-                    existing.seq, existing.hash = head_seq, head_hash
-                    session.add(existing)
-            session.flush()
+            # Core executemany on the table: the ORM's bulk insert would split a batch into
+            # one statement per pattern of empty fields.
+            session.connection().execute(insert(_EVENTS), rows)
+            _save_heads(session, heads, latest)
     except SQLAlchemyError as exc:
         raise AuditUnavailable(
             f"the audit trail cannot be written ({exc.__class__.__name__}); nothing was changed",
