@@ -241,5 +241,5 @@ class AccessRuntime:
 
 def _soon() -> datetime:
     """The first full check runs shortly after start: the daemon may have missed changes."""
-    # wall-clock: APScheduler schedules in real time; the injected clock governs decisions only.
-    return datetime.now(UTC) + timedelta(seconds=5)
+    # APScheduler schedules in real time; the injected clock governs decisions only.
+    return datetime.now(UTC) + timedelta(seconds=5)  # wall-clock: the scheduler's first run

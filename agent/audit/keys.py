@@ -102,11 +102,16 @@ def _write_new(path: Path, data: bytes) -> None:
         pass
     finally:
         os.unlink(temporary)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or link in ``folder`` durable: without it a crash can lose the entry."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(directory)
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)
 
 
 def _read_key_file(path: Path) -> bytes:

@@ -23,7 +23,7 @@ from agent.audit.checkpoint import (
     checkpoint_payload,
     parse_checkpoint_document,
 )
-from agent.audit.keys import AuditKeys, key_store_dir, signature_valid
+from agent.audit.keys import AuditKeys, fsync_folder, key_store_dir, signature_valid
 from agent.audit.rows import event_at, trail_rows
 from agent.audit.verify import EMPTY_CHAIN, ChainVerifier, Damage, DamageKind
 from agent.errors import AuditUnavailable
@@ -133,11 +133,7 @@ def write_checkpoint_file(key_store: Path, signed: SignedCheckpoint) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, target)
-    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_folder(directory)
 
 
 def read_checkpoint_file(key_store: Path, keys: AuditKeys) -> SignedCheckpoint | None:
