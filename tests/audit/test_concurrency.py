@@ -239,8 +239,10 @@ def create(daemon: RunningDaemon, project: str, user: str | None = None) -> int:
                          "--leader", "root", "--end-date", "2030-06-30", user=user).returncode
 
 
-def member_add(daemon: RunningDaemon, project: str, user: TestUser) -> int:
-    return daemon.vokter("member", "add", project, user.name, "--role", "member",
+def member_add(daemon: RunningDaemon, project: str, user: TestUser,
+               expires: str | None = None) -> int:
+    when = ["--expires", expires] if expires else []
+    return daemon.vokter("member", "add", project, user.name, "--role", "member", *when,
                          "--reason", "joins the cohort study").returncode
 
 
@@ -262,8 +264,12 @@ def test_a5_two_daemons_on_one_postgresql_database_keep_one_sealed_chain(
         for round_ in range(rounds):
             tag = f"{worker}{round_:02d}"
             outcomes[("create", f"p1{tag}")] = create(daemon(0), f"p1{tag}")
-            outcomes[("add", f"p1{tag}")] = member_add(daemon(1), f"p1{tag}",
-                                                       members[round_ % 2])
+            # A refused grant in an existing project: audited in that project's chain, with
+            # no ACL change. Successful grants are left out on purpose: two daemons on one
+            # host undo each other's ACLs (pinned by the xfail test below), and that storm of
+            # repairs slows both daemons without saying anything about the trail under test.
+            outcomes[("expired", f"p1{tag}")] = member_add(
+                daemon(1), f"p1{tag}", members[round_ % 2], expires="2020-01-01")
             outcomes[("outsider", f"p2{tag}")] = create(daemon(2), f"p2{tag}",
                                                         user=outsider.name)
             outcomes[("add", f"p3{tag}")] = member_add(daemon(3), f"p3{tag}", members[0])
@@ -282,7 +288,8 @@ def test_a5_two_daemons_on_one_postgresql_database_keep_one_sealed_chain(
         assert daemon.stop() == 0
 
     for (kind, project), code in outcomes.items():
-        assert code == (0 if project.startswith("p1") else 1), (kind, project, code)
+        expected = 0 if kind == "create" and project.startswith("p1") else 1
+        assert code == expected, (kind, project, code)
     for project, codes in race_results.items():
         assert sorted(codes) == [0, 1], (project, codes)  # one creates it, the other is refused
 
@@ -308,7 +315,7 @@ def test_a5_two_daemons_on_one_postgresql_database_keep_one_sealed_chain(
         for round_ in range(rounds):
             tag = f"{worker}{round_:02d}"
             assert recorded[("project.create", "ok", f"p1{tag}")] == 1
-            assert recorded[("member.add", "ok", f"p1{tag}")] == 1
+            assert recorded[("member.add", "refused", f"p1{tag}")] == 1
             assert recorded[("project.create", "refused", f"p2{tag}")] == 1
             assert recorded[("member.add", "refused", f"p3{tag}")] == 1
     for k in range(races):
