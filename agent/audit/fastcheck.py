@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.audit.chain import FORMAT_TAG, HASH_ALGORITHMS
+from agent.audit.chain import FORMAT_TAG, HASH_ALGORITHMS, mac_pads
 
 #: What ``run_fast`` returns when the rows ran out.
 END: Any = object()
@@ -42,14 +42,6 @@ _ALGORITHMS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
     name: (_field(FORMAT_TAG) + _field(name), getattr(hashlib, name))
     for name in HASH_ALGORITHMS
 }
-
-
-def mac_pads(key: bytes) -> tuple[Any, Any]:
-    """HMAC-SHA256's inner and outer hash states for ``key`` (RFC 2104), computed once."""
-    block = hashlib.sha256().block_size
-    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
-    return (hashlib.sha256(bytes(b ^ 0x36 for b in padded)),
-            hashlib.sha256(bytes(b ^ 0x5C for b in padded)))
 
 
 @dataclass(slots=True)

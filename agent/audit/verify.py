@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal
 
-from agent.audit.chain import GENESIS_HASH, MacSealer
+from agent.audit.chain import GENESIS_HASH, MacSealer, mac_pads
 from agent.audit.checkpoint import ChainHead
-from agent.audit.fastcheck import END, FastState, mac_pads, run_fast
+from agent.audit.fastcheck import END, FastState, run_fast
 from agent.audit.verdict import (
     COLUMNS,
     EMPTY_CHAIN,
