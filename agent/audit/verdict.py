@@ -8,13 +8,12 @@ the export checker, benchmarks) need not know how they were found.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from agent.audit.chain import ABSENT, FORMAT_TAG, GENESIS_HASH, HASH_ALGORITHMS
+from agent.audit.chain import GENESIS_HASH, HASH_ALGORITHMS, event_hash
 from agent.audit.checkpoint import ChainHead, Checkpoint
 
 COLUMNS = (
@@ -93,13 +92,6 @@ def claim_head(claim: CheckpointClaim, mode: Mode, project: str | None) -> Chain
     return None
 
 
-def _encode(value: str | None) -> bytes:
-    if value is None:
-        return ABSENT
-    raw = value.encode("utf-8")
-    return len(raw).to_bytes(8, "big") + raw
-
-
 def row_hash(row: Row, seq: int | None = None) -> str | None:
     """The hash ``row`` must carry (with another ``seq`` when asked); None for an unknown
     algorithm, which no Vokter wrote, or for values of a type no Vokter stores."""
@@ -108,17 +100,14 @@ def row_hash(row: Row, seq: int | None = None) -> str | None:
          algorithm, prev, project_prev) = row[:14]
         if algorithm not in HASH_ALGORITHMS:
             return None
-        payload = b"".join((
-            _encode(FORMAT_TAG), _encode(algorithm), _encode(str(r_seq if seq is None else seq)),
-            _encode(time), _encode(str(uid)), _encode(actor), _encode(action), _encode(project),
-            _encode(None if project_seq is None else str(project_seq)), _encode(target),
-            _encode(outcome), _encode(rule), _encode(details), _encode(prev),
-            _encode(project_prev),
-        ))
+        return event_hash(
+            algorithm=algorithm, seq=r_seq if seq is None else seq, time=time, actor_uid=uid,
+            actor=actor, action=action, project_id=project, project_seq=project_seq,
+            target=target, outcome=outcome, rule=rule, details=details, prev_hash=prev,
+            project_prev_hash=project_prev,
+        )
     except (TypeError, ValueError, AttributeError):
         return None
-    return hashlib.new(algorithm, payload).hexdigest()
-
 
 
 @dataclass(frozen=True, slots=True)
