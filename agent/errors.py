@@ -108,6 +108,17 @@ class ProtocolError(Refused):
     """A socket request that is malformed, oversized, too slow or of an unknown kind."""
 
 
+class DecryptionFailed(Refused):
+    """A ciphertext did not authenticate (S3): a changed byte or header, segments reordered or
+    copied in from another file, a truncated file, appended data, or the wrong project's key.
+    The message names what was found and where; no plaintext of a failed segment is released."""
+
+
+class KeyDestroyed(Refused):
+    """The project's keyset was crypto-shredded: what was encrypted under it is unreadable for
+    good, by design (S3, NIST SP 800-88 cryptographic erase)."""
+
+
 # --- failures: something broke -----------------------------------------------------------------
 
 
@@ -122,6 +133,11 @@ class AuditUnavailable(Failed):
 class AuditDamaged(Failed):
     """Verifying the audit trail found it damaged: names the first damaged event and the kind
     (rule A5); ``vokter audit verify`` exits 1 with it."""
+
+
+class KeyStoreUnavailable(Failed):
+    """The key store is missing, damaged, open to others, or holds a master key that does not
+    match the wrapped keysets (S5). The daemon refuses to start rather than make a new key."""
 
 
 class StoreError(Failed):
