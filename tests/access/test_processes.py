@@ -115,7 +115,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between open and read
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or before the read
         return False
 
 
