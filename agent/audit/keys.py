@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -67,8 +67,9 @@ def signature_valid(public_key: Ed25519PublicKey, signature: bytes, message: byt
 
 @dataclass(frozen=True)
 class AuditKeys:
-    mac_key: bytes
-    signing_key: Ed25519PrivateKey
+    # Key material stays out of every repr: a logged Services or a traceback must not leak it.
+    mac_key: bytes = field(repr=False)
+    signing_key: Ed25519PrivateKey = field(repr=False)
 
     @property
     def public_key(self) -> Ed25519PublicKey:

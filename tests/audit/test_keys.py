@@ -68,3 +68,12 @@ def test_a5_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 def test_a5_something_that_is_not_a_public_key_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="vokter audit pubkey"):
         load_public_pem("hello")
+
+
+def test_a5_the_keys_never_show_in_a_repr(tmp_path: Path) -> None:
+    """A logged Services object or a traceback with locals must not carry the MAC key."""
+    keys = load_or_create_audit_keys(tmp_path / "keystore")
+    shown = repr(keys) + str(keys)
+    assert keys.mac_key.hex() not in shown
+    assert keys.mac_key.hex().upper() not in shown
+    assert repr(keys.mac_key) not in shown
