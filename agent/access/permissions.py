@@ -39,6 +39,11 @@ class Action(StrEnum):
     #: Read a project's audit trail: export it, verify it (A5: auditors export these logs).
     #: The leader is left out on purpose: the trail records what the leader did too.
     AUDIT_READ = "audit.read"
+    #: Encrypt a zone file in place (S3): whoever opens files in the zone, and root, the
+    #: operator (rules encrypt files in place as the daemon).
+    DATA_ENCRYPT = "data.encrypt"
+    #: Decrypt a project's file (S3): the people its zone admits; never root, the operator.
+    DATA_DECRYPT = "data.decrypt"
 
 
 _ANYONE = frozenset(Relation)
@@ -59,6 +64,9 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.ACCESS_REVIEW: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
     Action.ACCESS_CHECK: frozenset({Relation.ROOT, Relation.LEADER}),
     Action.AUDIT_READ: frozenset({Relation.ROOT, Relation.AUDITOR}),
+    Action.DATA_ENCRYPT: frozenset(
+        {Relation.ROOT, Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN}),
+    Action.DATA_DECRYPT: frozenset({Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN}),
 }
 
 #: Which action adding or removing each grantable role is.

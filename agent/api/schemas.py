@@ -191,3 +191,14 @@ class AuditVerifyArgs(Args):
 
     project: Annotated[str, Field(max_length=64)] | None = None
     checkpoint: Annotated[str, Field(max_length=MAX_CHECKPOINT_TEXT)] | None = None
+
+
+class CryptoEncryptArgs(Args):
+    """Nothing but the file, which comes as a descriptor the client opened."""
+
+
+class CryptoDecryptArgs(Args):
+    """The file and the output come as descriptors; ``project`` says whose key decrypts a copy
+    kept outside every zone (a file in a zone is its zone's project's)."""
+
+    project: Annotated[str, Field(max_length=64)] | None = None

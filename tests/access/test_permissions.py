@@ -36,6 +36,8 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.ACCESS_REVIEW:  (True, True,  False, False, True,  False),
     Action.ACCESS_CHECK:   (True, True,  False, False, False, False),
     Action.AUDIT_READ:     (True, False, False, False, True,  False),
+    Action.DATA_ENCRYPT:   (True, True,  True,  True,  False, False),
+    Action.DATA_DECRYPT:   (False, True, True,  True,  False, False),
 }
 
 
@@ -123,7 +125,7 @@ def test_relation_and_action_names_are_stable() -> None:
     assert [a.value for a in Action] == [
         "project.create", "project.show", "status", "member.grant", "member.revoke",
         "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check",
-        "audit.read"]
+        "audit.read", "data.encrypt", "data.decrypt"]
 
 
 def test_a1_only_root_and_the_leader_grant_and_revoke_data_and_key_access() -> None:
@@ -153,3 +155,11 @@ def test_each_grantable_role_maps_to_its_grant_and_revoke_action() -> None:
 
 def test_a5_only_root_and_the_project_auditor_read_its_audit_trail() -> None:
     assert [r for r in COLUMNS if may(Action.AUDIT_READ, r)] == [R, A]
+
+
+def test_s3_root_and_everyone_a_zone_admits_encrypt_but_not_auditors_or_outsiders() -> None:
+    assert [r for r in COLUMNS if may(Action.DATA_ENCRYPT, r)] == [R, L, M, K]
+
+
+def test_s3_root_the_operator_never_decrypts_project_files() -> None:
+    assert [r for r in COLUMNS if may(Action.DATA_DECRYPT, r)] == [L, M, K]
