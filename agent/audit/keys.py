@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agent.crypto.keyfiles import fsync_folder as fsync_folder  # re-exported for the sealer
+from agent.crypto.keyfiles import read_key_file, write_new
 from agent.errors import AuditUnavailable
 
 AUDIT_DIR = "audit"
@@ -87,44 +89,11 @@ class AuditKeys:
         return self.signing_key.sign(message)
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``, mode 0400, durably; never replaces an existing file. Two
-    daemons starting at once each write their own temporary file; the first link wins and
-    the other reads the winner's key."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    opener = lambda p, f: os.open(p, f | os.O_TRUNC | os.O_NOFOLLOW, 0o400)  # noqa: E731
-    with open(temporary, "wb", opener=opener) as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    try:
-        os.link(temporary, path)  # fails if path exists: a key is never overwritten
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(temporary)
-    fsync_folder(path.parent)
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or link in ``folder`` durable: without it a crash can lose the entry."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _read_key_file(path: Path) -> bytes:
-    info = os.lstat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise AuditUnavailable(f"{path} is not a regular file; refusing to use it as a key")
-    if info.st_mode & 0o077:
-        raise AuditUnavailable(
-            f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):o})",
-            hint=f"chmod 600 {path}; if others could read it, the trail's seal is in doubt",
-        )
-    return path.read_bytes()
+    return read_key_file(
+        path, error=AuditUnavailable,
+        hint=f"chmod 600 {path}; if others could read it, the trail's seal is in doubt",
+    )
 
 
 def key_store_dir(key_store: Path) -> Path:
@@ -159,10 +128,10 @@ def load_or_create_audit_keys(key_store: Path, *, trail_started: bool = False) -
             "trail unverifiable",
         )
     if not mac_path.exists():
-        _write_new(mac_path, os.urandom(MAC_KEY_BYTES).hex().encode() + b"\n")
+        write_new(mac_path, os.urandom(MAC_KEY_BYTES).hex().encode() + b"\n")
     if not signing_path.exists():
         fresh = Ed25519PrivateKey.generate()
-        _write_new(
+        write_new(
             signing_path,
             fresh.private_bytes(
                 serialization.Encoding.PEM,
