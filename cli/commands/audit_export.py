@@ -9,79 +9,19 @@ failed or interrupted export leaves no half file.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agent.api import UsageError, VokterError
 from agent.api.offline import manifest_path_for, verify_export
 from cli.context import CliState, pass_state
+from cli.files import place, progress_bar, refuse_existing, sync_folder
 from cli.output import print_json
 
 FORMATS = ("csv", "jsonl")
-
-
-def _no_progress(_done: int, _total: int) -> None:
-    """In a pipe, progress is not shown."""
-
-
-@contextlib.contextmanager
-def _progress_bar() -> Iterator[Any]:
-    """A progress bar on stderr when it is a terminal; nothing in a pipe."""
-    if not sys.stderr.isatty():
-        yield _no_progress
-        return
-    columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("export", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _refuse_existing(paths: tuple[Path, ...], force: bool) -> None:
-    for path in paths:
-        if not force and (path.exists() or path.is_symlink()):
-            raise UsageError(f"{path} exists; pass --force to replace it")
-        if path.is_dir():
-            raise UsageError(f"{path} is a directory")
-
-
-def _place(temporary: Path, final: Path, force: bool) -> None:
-    """Move a finished file into place; without --force never over a file made meanwhile."""
-    if force:
-        os.replace(temporary, final)
-        return
-    try:
-        os.link(temporary, final)
-    except FileExistsError:
-        raise UsageError(f"{final} appeared during the export; pass --force to replace it")\
-            from None
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-        os.replace(temporary, final)  # a file system without hard links
-        return
-    os.unlink(temporary)
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe_scope(project: str | None, mode: str) -> str:
@@ -130,7 +70,7 @@ def export(state: CliState, project_id: str | None, user: str | None, since: str
     if str(output) == "-":
         raise UsageError("an export needs a file (-o FILE): its manifest is written beside it")
     manifest = manifest_path_for(output)
-    _refuse_existing((output, manifest), force)
+    refuse_existing((output, manifest), force)
     folder = output.parent
     temporaries: list[Path] = []
     fds: list[int] = []
@@ -139,19 +79,19 @@ def export(state: CliState, project_id: str | None, user: str | None, since: str
             fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=folder)
             fds.append(fd)
             temporaries.append(Path(name))
-        with _progress_bar() as progress:
+        with progress_bar("exporting") as progress:
             result = state.client().call_streaming(
                 "audit.export", fds=fds, on_progress=progress, project=project_id, user=user,
                 since=since, until=until, action=action, format=file_format,
                 file_name=output.name)
-        _place(temporaries[1], manifest, force)
+        place(temporaries[1], manifest, force)
         try:
-            _place(temporaries[0], output, force)
+            place(temporaries[0], output, force)
         except BaseException:
             manifest.unlink(missing_ok=True)
             raise
         temporaries.clear()
-        _sync_folder(folder)
+        sync_folder(folder)
     except OSError as error:
         raise VokterError(f"cannot write the export beside {output}: "
                           f"{error.strerror or error}") from None
