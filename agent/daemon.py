@@ -31,6 +31,7 @@ from agent.audit.sealing import check_at_start
 from agent.audit.siem import keep_level, mask_identity_numbers
 from agent.clock import Clock, SystemClock
 from agent.config import Config, config_path_from_env, load_config
+from agent.crypto.keystore import open_key_store
 from agent.errors import PolicyInvalid, VokterError
 from agent.operations import OPERATIONS
 from agent.policy import Policy, default_policy_path, load_named_policy, load_policy_file
@@ -141,6 +142,8 @@ class Daemon:
                 audit_keys=load_or_create_audit_keys(
                     self.config.key_store, trail_started=trail_started(store)
                 ),
+                # Refuses to start unless the master key unwraps every keyset (S5).
+                key_store=open_key_store(self.config, store, clock=self.clock),
                 started_monotonic=self.clock.monotonic(),
                 schema_revision=current_revision(store.engine),
             )

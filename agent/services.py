@@ -13,6 +13,7 @@ from agent.access.live import GateViewHolder
 from agent.audit.keys import AuditKeys
 from agent.clock import Clock
 from agent.config import Config
+from agent.crypto.keystore import KeyStore
 from agent.policy import Policy
 from agent.store import Store
 
@@ -43,6 +44,8 @@ class Services:
     version: str
     #: The key store's audit keys: the MAC key seals events, the signing key checkpoints.
     audit_keys: AuditKeys
+    #: The master key and the projects' wrapped keysets (S3, S5).
+    key_store: KeyStore
     started_monotonic: float = 0.0
     #: The schema revision migrated to at start (it only changes at start).
     schema_revision: str | None = None

@@ -102,6 +102,8 @@ def create_project(ctx: RequestContext, args: ProjectCreateArgs) -> dict[str, An
                 raise AlreadyExists(f"project {project_id} already exists")
             session.add(row)
             session.flush()
+            # The project's keyset is born with it, wrapped by the master key (S3).
+            ctx.services.key_store.create(session, project_id, now)
             session.add(
                 Member(
                     project_id=project_id,

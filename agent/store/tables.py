@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Text, UniqueConstraint
+from sqlalchemy import DateTime, Dialect, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -126,4 +126,22 @@ class AuditCheckpoint(SQLModel, table=True):
     signature: str = Field(max_length=128)
 
 
-ALL_TABLES = (Project, Member, AuditEvent, AuditHead, AuditCheckpoint)
+
+class ProjectKeyset(SQLModel, table=True):
+    """A project's Tink keyset, only ever stored wrapped by the master key (S3, S5). After
+    crypto-shredding ``wrapped`` is gone and the row stays as a tombstone, so decryption can
+    say "destroyed" rather than "unknown". No foreign key: the tombstone outlives the project."""
+
+    __tablename__ = "project_keyset"
+
+    project_id: str = Field(primary_key=True, max_length=32)
+    #: Tink's EncryptedKeyset under the master key named by ``master_key_id``; None once shredded.
+    wrapped: bytes | None = Field(default=None, sa_type=LargeBinary)
+    master_key_id: str = Field(max_length=16, index=True)
+    segment_size: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    destroyed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    destroyed_by: str | None = Field(default=None, max_length=64)
+
+
+ALL_TABLES = (Project, Member, AuditEvent, AuditHead, AuditCheckpoint, ProjectKeyset)

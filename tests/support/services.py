@@ -7,6 +7,7 @@ from pathlib import Path
 from agent.audit.keys import load_or_create_audit_keys
 from agent.clock import FakeClock
 from agent.config import Config
+from agent.crypto.keystore import open_key_store
 from agent.policy import load_default_policy
 from agent.services import PolicyHolder, Services
 from agent.store import Store
@@ -26,4 +27,5 @@ def build_services(store: Store, clock: FakeClock, directory: Path) -> Services:
         policies=PolicyHolder(load_default_policy()),
         version="test",
         audit_keys=load_or_create_audit_keys(config.key_store),
+        key_store=open_key_store(config, store, clock=clock),
     )
