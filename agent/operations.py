@@ -8,6 +8,7 @@ from agent.api.dispatch import Operation
 from agent.api.schemas import (
     AccessReviewArgs,
     AuditExportArgs,
+    KeyShredArgs,
     MemberAddArgs,
     MemberRemoveArgs,
     NoArgs,
@@ -17,6 +18,7 @@ from agent.api.schemas import (
 from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
 from agent.audit import verify_op as audit_verify
+from agent.crypto import key_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
 
@@ -36,4 +38,7 @@ OPERATIONS: dict[str, Operation] = {
     # The export file and its manifest come as descriptors the client opened.
     "audit.export": Operation(AuditExportArgs, audit_export.export_audit, fds=2),
     "audit.verify": Operation(audit_verify.AuditVerifyArgs, audit_verify.audit_verify),
+    "project.shred_key": Operation(KeyShredArgs, key_ops.shred_key),
+    "keys.status": Operation(NoArgs, key_ops.keys_status),
+    "keys.rotate_master": Operation(NoArgs, key_ops.rotate_master),
 }

@@ -15,6 +15,7 @@ from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
 from cli.commands.audit import audit
 from cli.commands.demo import demo
+from cli.commands.keys import keys
 from cli.commands.member import member
 from cli.commands.policy import policy
 from cli.commands.project import project
@@ -48,6 +49,7 @@ cli.add_command(project)
 cli.add_command(member)
 cli.add_command(access)
 cli.add_command(audit)
+cli.add_command(keys)
 cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(demo)

@@ -44,6 +44,10 @@ class Action(StrEnum):
     DATA_ENCRYPT = "data.encrypt"
     #: Decrypt a project's file (S3): the people its zone admits; never root, the operator.
     DATA_DECRYPT = "data.decrypt"
+    #: Destroy a project's keyset for good (S3, crypto-shredding): the operator's act alone.
+    KEY_SHRED = "key.shred"
+    #: See the key store's state and rotate the master key (S5): the operator's.
+    KEY_ADMIN = "key.admin"
 
 
 _ANYONE = frozenset(Relation)
@@ -67,6 +71,8 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.DATA_ENCRYPT: frozenset(
         {Relation.ROOT, Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN}),
     Action.DATA_DECRYPT: frozenset({Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN}),
+    Action.KEY_SHRED: frozenset({Relation.ROOT}),
+    Action.KEY_ADMIN: frozenset({Relation.ROOT}),
 }
 
 #: Which action adding or removing each grantable role is.

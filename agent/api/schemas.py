@@ -202,3 +202,11 @@ class CryptoDecryptArgs(Args):
     kept outside every zone (a file in a zone is its zone's project's)."""
 
     project: Annotated[str, Field(max_length=64)] | None = None
+
+
+class KeyShredArgs(Args):
+    """``confirm`` repeats the project id: a shred cannot be undone, so the daemon too wants
+    the name typed twice, whatever client sent the request."""
+
+    project: Annotated[str, Field(max_length=64)]
+    confirm: Annotated[str, Field(max_length=64)]

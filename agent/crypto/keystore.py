@@ -218,8 +218,8 @@ class KeyStore:
         if self.source == master_file.SOURCE_CREDENTIAL:
             raise Refused(
                 f"the master key comes from the systemd credential {self.where}, which vokterd "
-                "cannot replace",
-                rule="S5", hint="rotate the credential instead, as docs/keys.md explains",
+                "cannot replace: rotate the credential instead",
+                rule="S5", hint="docs/keys.md says how",
             )
         with self._rotating:
             old = self._current_master()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -106,3 +107,43 @@ def list_(state: CliState, as_json: bool) -> None:
         print_json(rows)
         return
     print_table(rows, PROJECT_COLUMNS, empty="No projects you can see.")
+
+
+@project.command("shred-key")
+@click.argument("project_id", metavar="PROJECT")
+@click.option("--yes", is_flag=True,
+              help="Confirm without a prompt (required when not on a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print what happened as JSON.")
+@pass_state
+def shred_key(state: CliState, project_id: str, yes: bool, as_json: bool) -> None:
+    """Destroy PROJECT's keyset for good (root only; S3, crypto-shredding).
+
+    Every file encrypted under it becomes unreadable, for everyone, wherever its copies are.
+    This cannot be undone. On a terminal you type the project's id to confirm; elsewhere
+    pass --yes. See docs/keys.md for what else must go (backups holding the wrapped key).
+
+    \b
+    Examples:
+      sudo vokter project shred-key p1234
+      sudo vokter project shred-key p1234 --yes --json
+    """
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "shred-key destroys the project's key for good: pass --yes to confirm "
+                "when not on a terminal")
+        typed = click.prompt(
+            f"This destroys the key of {project_id}; files encrypted under it become "
+            "unreadable for good. Type the project id to confirm", default="",
+            show_default=False)
+        if typed.strip() != project_id:
+            raise click.UsageError("the id typed does not match: nothing was destroyed")
+    result = state.call("project.shred_key", project=project_id, confirm=project_id)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"destroyed the key of {result['project']} at {result['destroyed_at']}: files "
+               "encrypted under it can no longer be decrypted")
+    if not result.get("purged", True):
+        warn("the database could not yet clear the old row versions from its files; "
+             "see docs/keys.md")

@@ -38,6 +38,8 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.AUDIT_READ:     (True, False, False, False, True,  False),
     Action.DATA_ENCRYPT:   (True, True,  True,  True,  False, False),
     Action.DATA_DECRYPT:   (False, True, True,  True,  False, False),
+    Action.KEY_SHRED:      (True, False, False, False, False, False),
+    Action.KEY_ADMIN:      (True, False, False, False, False, False),
 }
 
 
@@ -125,7 +127,7 @@ def test_relation_and_action_names_are_stable() -> None:
     assert [a.value for a in Action] == [
         "project.create", "project.show", "status", "member.grant", "member.revoke",
         "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check",
-        "audit.read", "data.encrypt", "data.decrypt"]
+        "audit.read", "data.encrypt", "data.decrypt", "key.shred", "key.admin"]
 
 
 def test_a1_only_root_and_the_leader_grant_and_revoke_data_and_key_access() -> None:
