@@ -1,0 +1,434 @@
+"""Encrypting a file in place, so that a crash at any instant loses nothing (S3).
+
+``NAME`` becomes ``NAME.tink`` in the same folder. The order of the steps is what makes it
+safe: a journal entry is written durably first, naming everything a restart needs; the
+ciphertext is written to a temporary name ``.NAME.tink.partial-<id>``, synced, renamed to
+``NAME.tink`` (never over an existing file) and the folder synced; only then is the plaintext
+unlinked. At every instant the plaintext, or a complete ciphertext, or both exist on disk.
+``recover`` finishes or undoes what a crash interrupted, from the journal, at daemon start.
+
+Every step works through directory descriptors opened without following a symlink, from the
+zone root down: a link planted in a zone never leads the daemon (root) out of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agent.access.acl import open_dir_nofollow
+from agent.crypto.keyset import Keyset, StreamingKey
+from agent.crypto.stream_io import decrypt_stream, encrypt_stream
+from agent.crypto.wrapping import file_associated_data
+from agent.errors import (
+    AlreadyExists,
+    DecryptionFailed,
+    Failed,
+    InvalidRequest,
+    KeyDestroyed,
+    Refused,
+)
+
+SUFFIX = ".tink"
+PARTIAL = ".tink.partial-"
+JOURNAL_DIR = "crypto-journal"
+#: Room for the temporary name's prefix and suffix within NAME_MAX (255 bytes).
+MAX_NAME_BYTES = 255 - len(PARTIAL) - 1 - 16
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ACL_XATTR = "system.posix_acl_access"
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+#: Files being encrypted by this process, by (st_dev, st_ino): one encryption per file.
+_busy: set[tuple[int, int]] = set()
+_busy_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """What a restart needs to finish or undo one encryption in place."""
+
+    entry_id: str
+    project: str
+    zone: str
+    zone_root: str
+    #: The file's folder relative to the zone root ("" for the root itself).
+    folder: str
+    name: str
+    temp_name: str
+    target_name: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    #: The ciphertext's inode, recorded before the rename: only that file is ever ours.
+    cipher_dev: int | None = None
+    cipher_ino: int | None = None
+
+
+@dataclass(frozen=True)
+class InPlaceResult:
+    target_name: str
+    plaintext_bytes: int
+    ciphertext_bytes: int
+
+
+# --- small durable file-system steps ---------------------------------------------------------
+
+
+def open_folder(zone_root: str, folder: str) -> int:
+    """A readable descriptor of ``zone_root/folder``, no symlink followed on the way."""
+    try:
+        return _open_folder(zone_root, folder)
+    except (NotADirectoryError, FileNotFoundError) as error:
+        raise InvalidRequest(f"{os.path.join(zone_root, folder)}: a folder on the way is "
+                             "missing, a symlink or not a folder; zones never follow links",
+                             hint="name the file by its real path in the zone") from error
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise InvalidRequest(f"{os.path.join(zone_root, folder)}: a folder on the way is a "
+                             "symlink; zones never follow links") from error
+
+
+def _open_folder(zone_root: str, folder: str) -> int:
+    base = open_dir_nofollow(zone_root)
+    try:
+        fd = os.open(".", _DIR_FLAGS, dir_fd=base)
+    finally:
+        os.close(base)
+    try:
+        for part in folder.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                raise InvalidRequest(f"{folder}: '..' is not allowed")
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def rename_noreplace(dir_fd: int, source: str, target: str) -> None:
+    """Rename within one folder, failing with ``FileExistsError`` if ``target`` exists."""
+    result = _libc.renameat2(dir_fd, os.fsencode(source), dir_fd, os.fsencode(target),
+                             _RENAME_NOREPLACE)
+    if result == 0:
+        return
+    code = ctypes.get_errno()
+    if code not in (errno.EINVAL, errno.ENOSYS):
+        raise OSError(code, os.strerror(code), target)
+    # A file system without RENAME_NOREPLACE: a hard link is never made over a file either.
+    os.link(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    os.unlink(source, dir_fd=dir_fd)
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remove_regular(name: str, dir_fd: int, only: tuple[int, int] | None = None) -> bool:
+    """Unlink ``name`` if it is a regular file (and, given ``only``, that very inode)."""
+    info = _lstat(name, dir_fd)
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return False
+    if only is not None and (info.st_dev, info.st_ino) != only:
+        return False
+    os.unlink(name, dir_fd=dir_fd)
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# --- the journal -----------------------------------------------------------------------------
+
+
+def journal_dir(state_dir: Path) -> Path:
+    path = state_dir / JOURNAL_DIR
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def write_entry(directory: Path, entry: JournalEntry) -> None:
+    """Durably: a temporary file, fsync, rename over the entry, fsync the folder."""
+    folder = os.open(directory, _DIR_FLAGS)
+    try:
+        temporary = f".{entry.entry_id}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=folder)
+        try:
+            _write_all(fd, json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, f"{entry.entry_id}.json", src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def remove_entry(directory: Path, entry_id: str) -> None:
+    folder = os.open(directory, _DIR_FLAGS)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{entry_id}.json", dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def read_entries(directory: Path) -> tuple[list[JournalEntry], list[str]]:
+    """The journal's entries, and the names of files in it that are not entries (damaged)."""
+    entries: list[JournalEntry] = []
+    damaged: list[str] = []
+    if not directory.is_dir():
+        return entries, damaged
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):
+            path.unlink(missing_ok=True)  # a journal write that never reached its rename
+            continue
+        try:
+            entries.append(JournalEntry(**json.loads(path.read_text("utf-8"))))
+        except (ValueError, TypeError):
+            damaged.append(path.name)
+    return entries, damaged
+
+
+# --- encrypting in place ---------------------------------------------------------------------
+
+
+@contextmanager
+def _exclusive(identity: tuple[int, int]) -> Iterator[None]:
+    with _busy_lock:
+        if identity in _busy:
+            raise Refused("this file is being encrypted already",
+                          hint="wait for that encryption to finish")
+        _busy.add(identity)
+    try:
+        yield
+    finally:
+        with _busy_lock:
+            _busy.discard(identity)
+
+
+def check_name(name: str) -> None:
+    """Names that are refused before anything is touched."""
+    if name.endswith(SUFFIX):
+        raise InvalidRequest(f"{name} is encrypted already (it ends in {SUFFIX})",
+                             hint="decrypt it with 'vokter decrypt'")
+    if PARTIAL in name:
+        raise InvalidRequest(f"{name} is an unfinished encryption's temporary file",
+                             hint="the daemon removes it at its next start")
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise InvalidRequest(f"the name is too long to encrypt in place (over {MAX_NAME_BYTES} "
+                             "bytes)", hint="rename the file to something shorter first")
+
+
+def _make_temporary(folder_fd: int, name: str, like: os.stat_result) -> int:
+    """The ciphertext's temporary file: new (O_EXCL), with the plaintext's owner, mode, ACL."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=folder_fd)
+    try:
+        if os.geteuid() == 0:
+            os.fchown(fd, like.st_uid, like.st_gid)
+        os.fchmod(fd, stat.S_IMODE(like.st_mode) & 0o777)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name, dir_fd=folder_fd)
+        raise
+    return fd
+
+
+def _copy_acl(source_fd: int, target_fd: int) -> None:
+    try:
+        acl = os.getxattr(source_fd, _ACL_XATTR)
+    except OSError:
+        return  # no extended ACL, or a file system without them
+    os.setxattr(target_fd, _ACL_XATTR, acl)
+
+
+def encrypt_in_place(
+    *,
+    journal: Path,
+    project: str,
+    zone: str,
+    zone_root: str,
+    folder: str,
+    name: str,
+    source_fd: int,
+    key: StreamingKey,
+    progress: Callable[[int], None] | None = None,
+    random: Callable[[int], bytes] = os.urandom,
+) -> InPlaceResult:
+    """Encrypt ``zone_root/folder/name`` (opened as ``source_fd``) to ``name.tink``, in place.
+
+    ``source_fd`` must be that very file (same device and inode); it is read, never closed."""
+    check_name(name)
+    target = name + SUFFIX
+    folder_fd = open_folder(zone_root, folder)
+    try:
+        source = os.fstat(source_fd)
+        found = _lstat(name, folder_fd)
+        if found is None or (found.st_dev, found.st_ino) != (source.st_dev, source.st_ino):
+            raise InvalidRequest(f"{name} is no longer the file that was opened",
+                                 hint="it was moved or replaced meanwhile; try again")
+        if not stat.S_ISREG(source.st_mode):
+            raise InvalidRequest(f"{name} is not a regular file")
+        if source.st_nlink > 1:
+            raise InvalidRequest(
+                f"{name} has {source.st_nlink} hard links: its other names would keep the "
+                "plaintext", hint="remove the other links first (find -samefile)")
+        if _lstat(target, folder_fd) is not None:
+            raise AlreadyExists(f"{target} exists already",
+                                hint="move it away, or decrypt it, before encrypting again")
+        with _exclusive((source.st_dev, source.st_ino)):
+            return _encrypt_steps(journal, folder_fd, source_fd, source, JournalEntry(
+                entry_id=random(8).hex(), project=project, zone=zone, zone_root=zone_root,
+                folder=folder, name=name, temp_name="", target_name=target,
+                dev=source.st_dev, ino=source.st_ino, size=source.st_size,
+                mtime_ns=source.st_mtime_ns), key, progress, random)
+    finally:
+        os.close(folder_fd)
+
+
+def _encrypt_steps(journal: Path, folder_fd: int, source_fd: int, source: os.stat_result,
+                   entry: JournalEntry, key: StreamingKey,
+                   progress: Callable[[int], None] | None,
+                   random: Callable[[int], bytes]) -> InPlaceResult:
+    entry = replace(entry, temp_name=f".{entry.name}{PARTIAL}{entry.entry_id}")
+    write_entry(journal, entry)
+    placed = False
+    try:
+        temp_fd = _make_temporary(folder_fd, entry.temp_name, source)
+        try:
+            made = os.fstat(temp_fd)
+            entry = replace(entry, cipher_dev=made.st_dev, cipher_ino=made.st_ino)
+            write_entry(journal, entry)
+            _copy_acl(source_fd, temp_fd)
+            os.lseek(source_fd, 0, os.SEEK_SET)
+            result = encrypt_stream(source_fd, temp_fd, key, file_associated_data(entry.project),
+                                    progress=progress, random=random)
+            os.fsync(temp_fd)
+        finally:
+            os.close(temp_fd)
+        after = os.fstat(source_fd)
+        if (after.st_size, after.st_mtime_ns) != (entry.size, entry.mtime_ns) \
+                or result.plaintext_bytes != entry.size:
+            raise Refused(f"{entry.name} changed while it was being encrypted; nothing changed",
+                          hint="try again when nobody writes to it")
+        try:
+            rename_noreplace(folder_fd, entry.temp_name, entry.target_name)
+        except FileExistsError:
+            raise AlreadyExists(f"{entry.target_name} appeared while encrypting; nothing "
+                                "changed", hint="move it away and try again") from None
+        placed = True
+        os.fsync(folder_fd)
+        # The ciphertext is durable: now, and only now, the plaintext goes.
+        _remove_regular(entry.name, folder_fd, only=(entry.dev, entry.ino))
+        os.fsync(folder_fd)
+    except BaseException:
+        if not placed:
+            _remove_regular(entry.temp_name, folder_fd)
+            os.fsync(folder_fd)
+            remove_entry(journal, entry.entry_id)
+        raise
+    remove_entry(journal, entry.entry_id)
+    return InPlaceResult(entry.target_name, result.plaintext_bytes, result.ciphertext_bytes)
+
+
+# --- recovery at start -----------------------------------------------------------------------
+
+
+def _authentic(folder_fd: int, entry: JournalEntry, keyset: Keyset) -> bool:
+    """The whole ciphertext authenticates and holds exactly the journalled plaintext length."""
+    fd = os.open(entry.target_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
+    try:
+        result = decrypt_stream(fd, None, keyset, file_associated_data(entry.project))
+    except DecryptionFailed:
+        return False
+    finally:
+        os.close(fd)
+    return result.plaintext_bytes == entry.size
+
+
+def recover_entry(entry: JournalEntry, keyset_for: Callable[[str], Keyset]) -> str:
+    """Finish or undo one interrupted encryption; returns what was done, for the log.
+
+    Never removes the only copy: the plaintext goes only when our ciphertext authenticates in
+    full; our ciphertext goes only while the unchanged plaintext is still there."""
+    try:
+        folder_fd = open_folder(entry.zone_root, entry.folder)
+    except InvalidRequest:
+        return "folder gone"
+    try:
+        _remove_regular(entry.temp_name, folder_fd)
+        target = _lstat(entry.target_name, folder_fd)
+        ours = target is not None and entry.cipher_ino is not None and stat.S_ISREG(
+            target.st_mode) and (target.st_dev, target.st_ino) == (entry.cipher_dev,
+                                                                   entry.cipher_ino)
+        plain = _lstat(entry.name, folder_fd)
+        plain_there = plain is not None and (plain.st_dev, plain.st_ino) == (entry.dev,
+                                                                             entry.ino)
+        if not ours:
+            outcome = "rolled back" if plain_there else "nothing to do"
+        elif not plain_there:
+            outcome = "complete"
+        else:
+            assert plain is not None
+            unchanged = (plain.st_size, plain.st_mtime_ns) == (entry.size, entry.mtime_ns)
+            try:
+                finish = unchanged and _authentic(folder_fd, entry, keyset_for(entry.project))
+            except KeyDestroyed:
+                finish = False  # a ciphertext nobody can read is no copy at all
+            if finish:
+                _remove_regular(entry.name, folder_fd, only=(entry.dev, entry.ino))
+                outcome = "finished"
+            else:
+                _remove_regular(entry.target_name, folder_fd,
+                                only=(entry.cipher_dev or 0, entry.cipher_ino or 0))
+                outcome = "rolled back"
+        os.fsync(folder_fd)
+        return outcome
+    finally:
+        os.close(folder_fd)
+
+
+def recover(journal: Path, keyset_for: Callable[[str], Keyset]) -> list[dict[str, Any]]:
+    """Every journalled encryption finished or undone, its entry removed. An entry that cannot
+    be settled now (the key store failed) stays for the next start."""
+    entries, damaged = read_entries(journal)
+    done: list[dict[str, Any]] = [{"entry": name, "outcome": "damaged entry kept"}
+                                  for name in damaged]
+    for entry in entries:
+        where = {"entry": entry.entry_id, "project": entry.project, "zone": entry.zone,
+                 "path": "/".join(p for p in (entry.folder, entry.name) if p)}
+        try:
+            outcome = recover_entry(entry, keyset_for)
+        except (Failed, OSError) as error:
+            done.append({**where, "outcome": "kept for the next start",
+                         "error": getattr(error, "message", None) or str(error)})
+            continue
+        remove_entry(journal, entry.entry_id)
+        done.append({**where, "outcome": outcome})
+    return done
