@@ -31,6 +31,7 @@ from agent.audit.sealing import check_at_start
 from agent.audit.siem import keep_level, mask_identity_numbers
 from agent.clock import Clock, SystemClock
 from agent.config import Config, config_path_from_env, load_config
+from agent.crypto.file_ops import recover_at_start
 from agent.crypto.keystore import open_key_store
 from agent.errors import PolicyInvalid, VokterError
 from agent.operations import OPERATIONS
@@ -160,6 +161,8 @@ class Daemon:
             self._audit_self(services, "daemon.start", details={"version": services.version})
             # An attacked trail is recorded and logged, never a reason to stop enforcing.
             check_at_start(services, self.self_caller)
+            # Encryptions in place that a crash interrupted are finished or undone first.
+            recover_at_start(services, self.self_caller)
             self._sealer = sealer = Sealer(services, self.self_caller)
             sealer.start()
             access = AccessRuntime(services, self.self_caller)

@@ -8,6 +8,8 @@ from agent.api.dispatch import Operation
 from agent.api.schemas import (
     AccessReviewArgs,
     AuditExportArgs,
+    CryptoDecryptArgs,
+    CryptoEncryptArgs,
     KeyShredArgs,
     MemberAddArgs,
     MemberRemoveArgs,
@@ -18,7 +20,7 @@ from agent.api.schemas import (
 from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
 from agent.audit import verify_op as audit_verify
-from agent.crypto import key_ops
+from agent.crypto import file_ops, key_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
 
@@ -41,4 +43,8 @@ OPERATIONS: dict[str, Operation] = {
     "project.shred_key": Operation(KeyShredArgs, key_ops.shred_key),
     "keys.status": Operation(NoArgs, key_ops.keys_status),
     "keys.rotate_master": Operation(NoArgs, key_ops.rotate_master),
+    # The file to encrypt in place; the file to decrypt and the output: descriptors the
+    # client opened with its own rights.
+    "crypto.encrypt": Operation(CryptoEncryptArgs, file_ops.encrypt_file, fds=1),
+    "crypto.decrypt": Operation(CryptoDecryptArgs, file_ops.decrypt_file, fds=2),
 }

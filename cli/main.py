@@ -14,6 +14,7 @@ import click
 from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
 from cli.commands.audit import audit
+from cli.commands.crypto import decrypt, encrypt
 from cli.commands.demo import demo
 from cli.commands.keys import keys
 from cli.commands.member import member
@@ -50,6 +51,8 @@ cli.add_command(member)
 cli.add_command(access)
 cli.add_command(audit)
 cli.add_command(keys)
+cli.add_command(encrypt)
+cli.add_command(decrypt)
 cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(demo)

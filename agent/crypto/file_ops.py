@@ -1,0 +1,233 @@
+"""``crypto.encrypt`` and ``crypto.decrypt``: files encrypted and decrypted by the daemon, which
+holds the keys, for the people the access plan lets at them (S3).
+
+The daemon runs as root, so it never opens a path a client names: the client opens the file
+(and, to decrypt, the output) with its own rights and passes the descriptors. The daemon learns
+where the file is from the descriptor itself, finds the project and zone holding that path,
+and, to encrypt in place, walks from the zone root down to the file's folder without following
+a symlink and checks that the name there is still the very file passed. Who may do what is the
+access plan's answer: whoever may open files in a zone may encrypt them there (and root, the
+operator); the same people, but never root, may decrypt. The daemon writes no plaintext
+anywhere itself: decrypted bytes go only into the descriptor the client opened.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlmodel import Session
+
+from agent.access.permissions import Action, Relation, hides_existence, may
+from agent.access.plan import ZONE_RELATIONS, ZoneAccess, ZoneKind, build_gate_view
+from agent.access.sync import all_plans
+from agent.api.dispatch import Caller, RequestContext
+from agent.api.schemas import CryptoDecryptArgs, CryptoEncryptArgs
+from agent.crypto import inplace
+from agent.crypto.stream_io import decrypt_stream
+from agent.crypto.wrapping import file_associated_data
+from agent.errors import InvalidRequest, PermissionDenied, VokterError
+from agent.projects.service import caller_relation, project_for
+from agent.services import Services
+from agent.store.tables import Project
+
+log = structlog.get_logger("vokterd.crypto")
+
+#: Progress frames at most every this many bytes (a frame per segment would be thousands).
+PROGRESS_STEP = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where a passed file is: its project, its zone, and its place below the zone root."""
+
+    project: Project
+    zone: ZoneAccess
+    folder: str
+    name: str
+
+
+def may_touch(action: Action, relation: Relation, uid: int, zone: ZoneAccess) -> bool:
+    """Pure: the action's table row, and the zone's own list of who opens files there (the
+    leader and members in data and export zones, key custodians in the key zone). Root passes
+    the second test only where the action lets root in at all (encryption)."""
+    if not may(action, relation):
+        return False
+    return relation is Relation.ROOT or uid in zone.uids
+
+
+def may_decrypt_elsewhere(relation: Relation) -> bool:
+    """Pure: a copy outside every zone (an export taken out) is decrypted by the project's
+    leader and members, the people data and export zones admit; never root."""
+    return may(Action.DATA_DECRYPT, relation) and relation in ZONE_RELATIONS[ZoneKind.DATA]
+
+
+def opened_path(fd: int) -> str:
+    """The path the descriptor was opened at, as this process sees it."""
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        raise InvalidRequest("the file passed is not an open file") from None
+    if not path.startswith("/") or path.endswith(" (deleted)"):
+        raise InvalidRequest("the file passed has no name any more (it was deleted)")
+    return path
+
+
+def checked_file(fd: int, what: str, *, writing: bool) -> os.stat_result:
+    """A passed descriptor: a regular file, opened for reading (or writing)."""
+    try:
+        info = os.fstat(fd)
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        raise InvalidRequest(f"{what} is not an open file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidRequest(f"{what} is not a regular file")
+    wanted = (os.O_WRONLY, os.O_RDWR) if writing else (os.O_RDONLY, os.O_RDWR)
+    if access not in wanted:
+        raise InvalidRequest(f"{what} was not opened for {'writing' if writing else 'reading'}")
+    return info
+
+
+def locate(session: Session, path: str) -> Located | None:
+    """The project zone holding ``path``, from the stored zones (the gate's own view)."""
+    zone = build_gate_view(all_plans(session)).zone_of(path)
+    if zone is None:
+        return None
+    project = session.get(Project, zone.project)
+    if project is None:
+        return None
+    root = zone.path.rstrip("/")
+    relative = path[len(root):].strip("/")
+    if not relative:
+        raise InvalidRequest("a zone itself cannot be encrypted or decrypted; name a file in it")
+    folder, _, name = relative.rpartition("/")
+    return Located(project, zone, folder, name)
+
+
+def _progress(ctx: RequestContext, total: int) -> Callable[[int], None]:
+    sent = [0]
+    ctx.progress(0, total)
+
+    def report(done: int) -> None:
+        if done - sent[0] >= PROGRESS_STEP or done >= total:
+            sent[0] = done
+            ctx.progress(done, total)
+
+    return report
+
+
+def _refuse(action: Action, relation: Relation, path: str) -> VokterError:
+    """What an unauthorised caller is told: an outsider learns nothing about the project."""
+    verb = "encrypt" if action is Action.DATA_ENCRYPT else "decrypt"
+    if relation is Relation.ROOT:
+        return PermissionDenied(
+            "root is the operator, not a project member: root does not decrypt project files",
+            rule="S3", hint="ask a member of the project to decrypt it")
+    if hides_existence(relation):
+        return PermissionDenied(f"you may not {verb} {path}",
+                                hint="ask the project's leader for access")
+    return PermissionDenied(
+        f"as {relation.value.replace('_', ' ')} you may not {verb} files in this zone",
+        rule="S6", hint="the key zone is for key custodians; data and export zones for members")
+
+
+def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any]:
+    (fd,) = ctx.fds
+    info = checked_file(fd, "the file to encrypt", writing=False)
+    path = opened_path(fd)
+    services = ctx.services
+    with services.store.read() as session:
+        where = locate(session, path)
+        if where is None:
+            raise InvalidRequest(
+                f"{path} is not in any project's zone: only zone files are encrypted in place",
+                hint="move it into your project's data zone first")
+        relation = caller_relation(session, ctx, where.project)
+    if not may_touch(Action.DATA_ENCRYPT, relation, ctx.caller.uid, where.zone):
+        raise _refuse(Action.DATA_ENCRYPT, relation, path)
+    inplace.check_name(where.name)
+    project_id = where.project.id
+    keyset = services.key_store.keyset(project_id)
+    with services.store.write() as session:
+        ctx.audit(session, "file.encrypted", project=project_id, target=path,
+                  details={"zone": where.zone.kind.value, "bytes": info.st_size})
+    result = inplace.encrypt_in_place(
+        journal=inplace.journal_dir(services.config.state_dir), project=project_id,
+        zone=where.zone.kind.value, zone_root=where.zone.path, folder=where.folder,
+        name=where.name, source_fd=fd, key=keyset.primary,
+        progress=_progress(ctx, info.st_size))
+    return {"project": project_id, "zone": where.zone.kind.value, "path": path,
+            "encrypted": os.path.join(os.path.dirname(path), result.target_name),
+            "plaintext_bytes": result.plaintext_bytes,
+            "ciphertext_bytes": result.ciphertext_bytes}
+
+
+def _decrypt_project(session: Session, ctx: RequestContext, path: str,
+                     asked: str | None) -> tuple[str, str | None]:
+    """The project whose key decrypts the file, and its zone ('' outside every zone)."""
+    where = locate(session, path)
+    if where is not None:
+        if asked is not None and asked != where.project.id:
+            raise InvalidRequest(f"{path} lies in another project's zone than {asked}",
+                                 hint="leave out --project for files in a zone")
+        relation = caller_relation(session, ctx, where.project)
+        if not may_touch(Action.DATA_DECRYPT, relation, ctx.caller.uid, where.zone):
+            raise _refuse(Action.DATA_DECRYPT, relation, path)
+        return where.project.id, where.zone.kind.value
+    if asked is None:
+        raise InvalidRequest(f"{path} is outside every project's zone",
+                             hint="say whose file it is: vokter decrypt PATH -o OUT --project P")
+    if ctx.caller.uid == 0:
+        raise _refuse(Action.DATA_DECRYPT, Relation.ROOT, path)
+    project, relation = project_for(session, ctx, asked, Action.DATA_DECRYPT)
+    if not may_decrypt_elsewhere(relation):
+        raise _refuse(Action.DATA_DECRYPT, relation, path)
+    return project.id, None
+
+
+def decrypt_file(ctx: RequestContext, args: CryptoDecryptArgs) -> dict[str, Any]:
+    source_fd, out_fd = ctx.fds
+    info = checked_file(source_fd, "the file to decrypt", writing=False)
+    out = checked_file(out_fd, "the output file", writing=True)
+    if (info.st_dev, info.st_ino) == (out.st_dev, out.st_ino):
+        raise InvalidRequest("the file to decrypt and the output are the same file")
+    path = opened_path(source_fd)
+    services = ctx.services
+    with services.store.read() as session:
+        project_id, zone = _decrypt_project(session, ctx, path, args.project)
+    keyset = services.key_store.keyset(project_id)
+    # Fail closed: no audit event, no plaintext.
+    with services.store.write() as session:
+        ctx.audit(session, "file.decrypted", project=project_id, target=path,
+                  details={"zone": zone, "bytes": info.st_size})
+    os.ftruncate(out_fd, 0)
+    os.lseek(out_fd, 0, os.SEEK_SET)
+    os.lseek(source_fd, 0, os.SEEK_SET)
+    result = decrypt_stream(source_fd, out_fd, keyset, file_associated_data(project_id),
+                            progress=_progress(ctx, info.st_size))
+    os.fsync(out_fd)
+    return {"project": project_id, "zone": zone, "path": path,
+            "plaintext_bytes": result.plaintext_bytes,
+            "ciphertext_bytes": result.ciphertext_bytes}
+
+
+def recover_at_start(services: Services, caller: Caller) -> list[dict[str, Any]]:
+    """Finish or undo every encryption in place a crash interrupted (after the key store is
+    open: finishing one means authenticating its ciphertext). Each is logged and audited."""
+    journal = inplace.journal_dir(services.config.state_dir)
+    settled = inplace.recover(journal, services.key_store.keyset)
+    for outcome in settled:
+        log.warning("encryption_recovered", **outcome)
+        with services.store.write() as session:
+            known = session.get(Project, outcome.get("project", "")) is not None
+            RequestContext(caller, services).audit(
+                session, "file.encrypt_recovered",
+                outcome="ok" if "error" not in outcome else "failed",
+                project=outcome.get("project") if known else None,
+                target=outcome.get("path"), details=outcome)
+    return settled
