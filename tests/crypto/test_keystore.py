@@ -23,7 +23,14 @@ from agent.crypto.master import (
     read_master_key_file,
     write_next_master_key,
 )
-from agent.crypto.wrapping import MasterKey, keyset_associated_data, unwrap_keyset, wrap_keyset
+from agent.crypto.stream_io import decrypt_stream, encrypt_stream
+from agent.crypto.wrapping import (
+    MasterKey,
+    file_associated_data,
+    keyset_associated_data,
+    unwrap_keyset,
+    wrap_keyset,
+)
 from agent.errors import KeyDestroyed, KeyStoreUnavailable, NotFound, Refused
 from agent.services import Services
 from agent.store.tables import Project, ProjectKeyset
@@ -260,3 +267,35 @@ def test_s3_after_shredding_on_sqlite_the_wrapped_bytes_are_in_no_file(
                 assert version[-32:] not in content, f"{path} still holds part of it"
     wal = files[1]
     assert not wal.exists() or os.path.getsize(wal) == 0  # checkpointed and truncated
+
+
+def _encrypt(services: Services, project: str, plaintext: bytes, tmp: Path) -> Path:
+    source, target = tmp / f"{project}.plain", tmp / f"{project}.tink"
+    source.write_bytes(plaintext)
+    keyset = services.key_store.keyset(project)
+    with source.open("rb") as src, target.open("wb") as dst:
+        encrypt_stream(src.fileno(), dst.fileno(), keyset.primary, file_associated_data(project))
+    return target
+
+
+def _decrypt(services: Services, project: str, ciphertext: Path) -> bytes:
+    out = ciphertext.with_suffix(".out")
+    with ciphertext.open("rb") as src, out.open("wb") as dst:
+        decrypt_stream(src.fileno(), dst.fileno(), services.key_store.keyset(project),
+                       file_associated_data(project))
+    return out.read_bytes()
+
+
+def test_s5_files_encrypted_before_a_rotation_decrypt_after_it_and_not_after_a_shred(
+    services: Services, tmp_path: Path,
+) -> None:
+    add_project(services, "p1")
+    plaintext = os.urandom(200_000)
+    ciphertext = _encrypt(services, "p1", plaintext, tmp_path)
+    services.key_store.rotate_master(services.clock.now())
+    services.key_store.rotate_master(services.clock.now())
+    assert _decrypt(services, "p1", ciphertext) == plaintext
+    with services.store.write() as session:
+        services.key_store.shred(session, "p1", services.clock.now(), "root")
+    with pytest.raises(KeyDestroyed, match="was destroyed on 2026-11-23 by root"):
+        _decrypt(services, "p1", ciphertext)
