@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import tink
+from tink import aead, proto_keyset_format, secret_key_access, streaming_aead
+from tink.proto import aes_gcm_pb2, tink_pb2
 
 from agent.crypto.keyset import Keyset, new_keyset, parse_keyset, serialize_keyset
 from agent.crypto.stream_io import decrypt_stream, encrypt_stream
@@ -25,10 +28,6 @@ from agent.crypto.wrapping import (
     wrap_keyset,
 )
 from agent.errors import DecryptionFailed
-
-tink = pytest.importorskip("tink")
-from tink import aead, proto_keyset_format, secret_key_access, streaming_aead  # noqa: E402
-from tink.proto import aes_gcm_pb2, tink_pb2  # noqa: E402
 
 streaming_aead.register()
 aead.register()

@@ -7,6 +7,8 @@ import base64
 import os
 
 import pytest
+from tink.proto import aes_gcm_hkdf_streaming_pb2 as streaming_pb2
+from tink.proto import tink_pb2
 
 from agent.crypto import protowire as pw
 from agent.crypto.keyset import (
@@ -19,9 +21,6 @@ from agent.crypto.keyset import (
     serialize_keyset,
 )
 from agent.errors import KeyStoreUnavailable
-
-tink_pb2 = pytest.importorskip("tink.proto.tink_pb2")
-streaming_pb2 = pytest.importorskip("tink.proto.aes_gcm_hkdf_streaming_pb2")
 
 
 def counting_random(start: int = 1):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from tink.proto import tink_pb2
 
 from agent.crypto.keyset import new_keyset, parse_keyset, serialize_keyset
 from agent.crypto.wrapping import (
@@ -19,8 +20,6 @@ from agent.crypto.wrapping import (
     wrap_keyset,
 )
 from agent.errors import KeyStoreUnavailable
-
-tink_pb2 = pytest.importorskip("tink.proto.tink_pb2")
 
 
 def secret_forms(secret: bytes) -> list[str]:
