@@ -21,6 +21,8 @@ from agent.crypto.keyset import Keyset, StreamingKey
 from agent.crypto.streaming import SegmentDecryptor, SegmentEncryptor, header_size_for
 from agent.errors import DecryptionFailed
 
+_HINT = "restore the file from a backup"
+
 
 @dataclass(frozen=True)
 class StreamResult:
@@ -99,11 +101,12 @@ def decrypt_stream(src_fd: int, dst_fd: int | None, keyset: Keyset, associated_d
     length_byte = bytearray(1)
     if source.fill(memoryview(length_byte)) == 0:
         raise DecryptionFailed("the file is empty: a Tink ciphertext has at least a header "
-                               "and one segment (truncated?)", rule="S3")
+                               "and one segment (truncated?)", rule="S3", hint=_HINT)
     header = bytearray(header_size_for(keyset, length_byte[0]))
     header[0] = length_byte[0]
     if 1 + source.fill(memoryview(header)[1:]) < len(header):
-        raise DecryptionFailed("the file is truncated: it ends inside the header", rule="S3")
+        raise DecryptionFailed("the file is truncated: it ends inside the header", rule="S3",
+                               hint=_HINT)
     decryptor = SegmentDecryptor(keyset, associated_data, header)
     segment_size = max(key.segment_size for key in keyset.keys)
     first = memoryview(bytearray(decryptor.first_read_size))

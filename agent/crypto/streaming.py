@@ -81,8 +81,8 @@ def segment_nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + _SEGMENT_NUMBER.pack(index, 1 if last else 0)
 
 
-def _failed(message: str) -> DecryptionFailed:
-    return DecryptionFailed(message, rule="S3", hint=_HINT)
+def _failed(message: str, hint: str = _HINT) -> DecryptionFailed:
+    return DecryptionFailed(message, rule="S3", hint=hint)
 
 
 class SegmentEncryptor:
@@ -184,7 +184,9 @@ class SegmentDecryptor:
                           "inside segment 0")
         raise _failed("segment 0 does not authenticate under any of this project's keys: the "
                       "header or segment 0 was changed, the file was truncated or had data "
-                      "appended, or it was not encrypted under this project's key")
+                      "appended, or it was not encrypted under this project's key",
+                      hint="check that the file belongs to this project; if it does, restore "
+                      "it from a backup")
 
     def open_into(self, segment: memoryview, last: bool, out: memoryview) -> int:
         """Opens the next segment after segment 0 into ``out``; returns the plaintext length.

@@ -216,6 +216,7 @@ def test_s3_another_projects_keyset_is_refused_as_not_this_projects_key(
     sealed = seal(PLAINTEXT, keyset, tmp_path)
     error, released = open_sealed(sealed, new_keyset(segment_size=SEGMENT), tmp_path)
     assert "not encrypted under this project's key" in error.message and released == b""
+    assert "belongs to this project" in error.one_line()
 
 
 def test_s3_a_file_of_another_project_under_the_same_key_is_refused(keyset: Keyset,
