@@ -13,21 +13,19 @@ zone root down: a link planted in a zone never leads the daemon (root) out of it
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import json
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agent.access.acl import open_dir_nofollow
+from agent.crypto.journal import JournalEntry, read_entries, remove_entry, write_entry
 from agent.crypto.keyset import Keyset, StreamingKey
 from agent.crypto.stream_io import decrypt_stream, encrypt_stream
 from agent.crypto.wrapping import file_associated_data
@@ -42,7 +40,6 @@ from agent.errors import (
 
 SUFFIX = ".tink"
 PARTIAL = ".tink.partial-"
-JOURNAL_DIR = "crypto-journal"
 #: Room for the temporary name's prefix and suffix within NAME_MAX (255 bytes).
 MAX_NAME_BYTES = 255 - len(PARTIAL) - 1 - 16
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -53,28 +50,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 #: Files being encrypted by this process, by (st_dev, st_ino): one encryption per file.
 _busy: set[tuple[int, int]] = set()
 _busy_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """What a restart needs to finish or undo one encryption in place."""
-
-    entry_id: str
-    project: str
-    zone: str
-    zone_root: str
-    #: The file's folder relative to the zone root ("" for the root itself).
-    folder: str
-    name: str
-    temp_name: str
-    target_name: str
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-    #: The ciphertext's inode, recorded before the rename: only that file is ever ours.
-    cipher_dev: int | None = None
-    cipher_ino: int | None = None
 
 
 @dataclass(frozen=True)
@@ -153,66 +128,6 @@ def _remove_regular(name: str, dir_fd: int, only: tuple[int, int] | None = None)
         return False
     os.unlink(name, dir_fd=dir_fd)
     return True
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-# --- the journal -----------------------------------------------------------------------------
-
-
-def journal_dir(state_dir: Path) -> Path:
-    path = state_dir / JOURNAL_DIR
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
-def write_entry(directory: Path, entry: JournalEntry) -> None:
-    """Durably: a temporary file, fsync, rename over the entry, fsync the folder."""
-    folder = os.open(directory, _DIR_FLAGS)
-    try:
-        temporary = f".{entry.entry_id}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600, dir_fd=folder)
-        try:
-            _write_all(fd, json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, f"{entry.entry_id}.json", src_dir_fd=folder, dst_dir_fd=folder)
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def remove_entry(directory: Path, entry_id: str) -> None:
-    folder = os.open(directory, _DIR_FLAGS)
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{entry_id}.json", dir_fd=folder)
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def read_entries(directory: Path) -> tuple[list[JournalEntry], list[str]]:
-    """The journal's entries, and the names of files in it that are not entries (damaged)."""
-    entries: list[JournalEntry] = []
-    damaged: list[str] = []
-    if not directory.is_dir():
-        return entries, damaged
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith("."):
-            path.unlink(missing_ok=True)  # a journal write that never reached its rename
-            continue
-        try:
-            entries.append(JournalEntry(**json.loads(path.read_text("utf-8"))))
-        except (ValueError, TypeError):
-            damaged.append(path.name)
-    return entries, damaged
 
 
 # --- encrypting in place ---------------------------------------------------------------------

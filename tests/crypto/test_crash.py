@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from agent.crypto import inplace
+from agent.crypto.journal import journal_dir
 from agent.crypto.keyset import Keyset, new_keyset, serialize_keyset
 from agent.crypto.stream_io import decrypt_stream
 from agent.crypto.wrapping import file_associated_data
@@ -65,7 +66,7 @@ class Scene:
         self.root = base / "zones" / PROJECT / "data"
         self.folder = self.root / "cohort"
         self.folder.mkdir(parents=True)
-        self.journal = inplace.journal_dir(base / "state")
+        self.journal = journal_dir(base / "state")
         self.keyset = new_keyset()
         self.keyset_file = base / "keyset.bin"
         self.keyset_file.write_bytes(serialize_keyset(self.keyset))

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.crypto import inplace
-from agent.crypto.inplace import JournalEntry, encrypt_in_place, recover
+from agent.crypto.inplace import encrypt_in_place, recover
+from agent.crypto.journal import JournalEntry, journal_dir, write_entry
 from agent.crypto.keyset import Keyset, new_keyset
 from agent.crypto.stream_io import decrypt_stream, encrypt_stream
 from agent.crypto.wrapping import file_associated_data
@@ -34,7 +35,7 @@ class Zone:
         self.root = base / "zones" / PROJECT / "data"
         self.folder = self.root / "sub"
         self.folder.mkdir(parents=True)
-        self.journal = inplace.journal_dir(base / "state")
+        self.journal = journal_dir(base / "state")
         self.keyset = new_keyset()
         self.plain = self.folder / NAME
         self.cipher = self.folder / (NAME + ".tink")
@@ -171,7 +172,7 @@ def _journalled(zone: Zone, *, with_temp: bool, cipher: str | None) -> JournalEn
                          temp_name=f".{NAME}{inplace.PARTIAL}00aa11bb22cc33dd",
                          target_name=NAME + ".tink", dev=info.st_dev, ino=info.st_ino,
                          size=info.st_size, mtime_ns=info.st_mtime_ns)
-    inplace.write_entry(zone.journal, entry)
+    write_entry(zone.journal, entry)
     if not with_temp:
         return entry
     temp = zone.folder / entry.temp_name
@@ -180,7 +181,7 @@ def _journalled(zone: Zone, *, with_temp: bool, cipher: str | None) -> JournalEn
     try:
         made = os.fstat(dst)
         entry = replace(entry, cipher_dev=made.st_dev, cipher_ino=made.st_ino)
-        inplace.write_entry(zone.journal, entry)
+        write_entry(zone.journal, entry)
         if cipher is not None:
             encrypt_stream(src, dst, zone.keyset.primary, file_associated_data(PROJECT))
             if cipher == "partial":

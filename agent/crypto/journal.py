@@ -1,0 +1,99 @@
+"""The journal of encryptions in place: one durable entry per file being encrypted, naming
+everything a restart needs to finish or undo it (agent.crypto.inplace).
+
+Entries live in ``<state_dir>/crypto-journal/``, root's alone. Each is written durably (a
+temporary file, fsync, rename, fsync of the folder) before the step it protects, and removed
+only once the file is settled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+JOURNAL_DIR = "crypto-journal"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """What a restart needs to finish or undo one encryption in place."""
+
+    entry_id: str
+    project: str
+    zone: str
+    zone_root: str
+    #: The file's folder relative to the zone root ("" for the root itself).
+    folder: str
+    name: str
+    temp_name: str
+    target_name: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    #: The ciphertext's inode, recorded before the rename: only that file is ever ours.
+    cipher_dev: int | None = None
+    cipher_ino: int | None = None
+
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def journal_dir(state_dir: Path) -> Path:
+    path = state_dir / JOURNAL_DIR
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def write_entry(directory: Path, entry: JournalEntry) -> None:
+    """Durably: a temporary file, fsync, rename over the entry, fsync the folder."""
+    folder = os.open(directory, _DIR_FLAGS)
+    try:
+        temporary = f".{entry.entry_id}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=folder)
+        try:
+            _write_all(fd, json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, f"{entry.entry_id}.json", src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def remove_entry(directory: Path, entry_id: str) -> None:
+    folder = os.open(directory, _DIR_FLAGS)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{entry_id}.json", dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def read_entries(directory: Path) -> tuple[list[JournalEntry], list[str]]:
+    """The journal's entries, and the names of files in it that are not entries (damaged)."""
+    entries: list[JournalEntry] = []
+    damaged: list[str] = []
+    if not directory.is_dir():
+        return entries, damaged
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):
+            path.unlink(missing_ok=True)  # a journal write that never reached its rename
+            continue
+        try:
+            entries.append(JournalEntry(**json.loads(path.read_text("utf-8"))))
+        except (ValueError, TypeError):
+            damaged.append(path.name)
+    return entries, damaged
