@@ -29,6 +29,7 @@ from agent.access.sync import all_plans
 from agent.api.dispatch import Caller, RequestContext
 from agent.api.schemas import CryptoDecryptArgs, CryptoEncryptArgs
 from agent.crypto import inplace
+from agent.crypto.journal import journal_dir
 from agent.crypto.stream_io import decrypt_stream
 from agent.crypto.wrapping import file_associated_data
 from agent.errors import InvalidRequest, PermissionDenied, VokterError
@@ -157,7 +158,7 @@ def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any
         ctx.audit(session, "file.encrypted", project=project_id, target=path,
                   details={"zone": where.zone.kind.value, "bytes": info.st_size})
     result = inplace.encrypt_in_place(
-        journal=inplace.journal_dir(services.config.state_dir), project=project_id,
+        journal=journal_dir(services.config.state_dir), project=project_id,
         zone=where.zone.kind.value, zone_root=where.zone.path, folder=where.folder,
         name=where.name, source_fd=fd, key=keyset.primary,
         progress=_progress(ctx, info.st_size))
@@ -167,10 +168,9 @@ def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any
             "ciphertext_bytes": result.ciphertext_bytes}
 
 
-def _decrypt_project(session: Session, ctx: RequestContext, path: str,
+def _decrypt_project(session: Session, ctx: RequestContext, where: Located | None, path: str,
                      asked: str | None) -> tuple[str, str | None]:
-    """The project whose key decrypts the file, and its zone ('' outside every zone)."""
-    where = locate(session, path)
+    """The project whose key decrypts the file, and its zone (None outside every zone)."""
     if where is not None:
         if asked is not None and asked != where.project.id:
             raise InvalidRequest(f"{path} lies in another project's zone than {asked}",
@@ -199,27 +199,49 @@ def decrypt_file(ctx: RequestContext, args: CryptoDecryptArgs) -> dict[str, Any]
     path = opened_path(source_fd)
     services = ctx.services
     with services.store.read() as session:
-        project_id, zone = _decrypt_project(session, ctx, path, args.project)
-    keyset = services.key_store.keyset(project_id)
-    # Fail closed: no audit event, no plaintext.
-    with services.store.write() as session:
-        ctx.audit(session, "file.decrypted", project=project_id, target=path,
-                  details={"zone": zone, "bytes": info.st_size})
-    os.ftruncate(out_fd, 0)
-    os.lseek(out_fd, 0, os.SEEK_SET)
-    os.lseek(source_fd, 0, os.SEEK_SET)
-    result = decrypt_stream(source_fd, out_fd, keyset, file_associated_data(project_id),
-                            progress=_progress(ctx, info.st_size))
-    os.fsync(out_fd)
+        where = locate(session, path)
+    try:
+        with services.store.read() as session:
+            project_id, zone = _decrypt_project(session, ctx, where, path, args.project)
+        keyset = services.key_store.keyset(project_id)
+        # Fail closed: no audit event, no plaintext.
+        with services.store.write() as session:
+            ctx.audit(session, "file.decrypted", project=project_id, target=path,
+                      details={"zone": zone, "bytes": info.st_size})
+        os.ftruncate(out_fd, 0)
+        os.lseek(out_fd, 0, os.SEEK_SET)
+        os.lseek(source_fd, 0, os.SEEK_SET)
+        result = decrypt_stream(source_fd, out_fd, keyset, file_associated_data(project_id),
+                                progress=_progress(ctx, info.st_size))
+        os.fsync(out_fd)
+    except VokterError as error:
+        _audit_not_decrypted(ctx, where.project.id if where else args.project, path, error)
+        raise
     return {"project": project_id, "zone": zone, "path": path,
             "plaintext_bytes": result.plaintext_bytes,
             "ciphertext_bytes": result.ciphertext_bytes}
 
 
+def _audit_not_decrypted(ctx: RequestContext, project_id: str | None, path: str,
+                         error: VokterError) -> None:
+    """A refused or failed decryption, in the chain of the project the file belongs to, so
+    its auditors see it (dispatch records the request's refusal too, but without a project
+    for a file in a zone)."""
+    try:
+        with ctx.services.store.write() as session:
+            known = project_id is not None and session.get(Project, project_id) is not None
+            ctx.audit(session, "file.decrypted", outcome=error.outcome,
+                      project=project_id if known else None, target=path, rule=error.rule,
+                      details={"error": type(error).__name__, "message": error.message[:500]})
+    except Exception as audit_error:  # the request's own refusal is still recorded
+        log.error("refusal_not_audited", action="file.decrypted",
+                  error=type(audit_error).__name__)
+
+
 def recover_at_start(services: Services, caller: Caller) -> list[dict[str, Any]]:
     """Finish or undo every encryption in place a crash interrupted (after the key store is
     open: finishing one means authenticating its ciphertext). Each is logged and audited."""
-    journal = inplace.journal_dir(services.config.state_dir)
+    journal = journal_dir(services.config.state_dir)
     settled = inplace.recover(journal, services.key_store.keyset)
     for outcome in settled:
         log.warning("encryption_recovered", **outcome)

@@ -137,6 +137,28 @@ def test_s3_root_encrypts_but_never_decrypts_and_the_refusal_is_audited(
     refusals = [e for e in enclave.daemon.audit_events()
                 if e["action"] == "crypto.decrypt" and e["outcome"] == "refused"]
     assert len(refusals) == 1 and refusals[0]["actor"] == "root"
+    [event] = decrypted_events(enclave.daemon)
+    assert (event["actor"], event["project_id"], event["outcome"], event["target"]) == (
+        "root", PROJECT, "refused", str(cipher))
+
+
+def test_s3_a_changed_byte_fails_in_one_line_and_leaves_no_output(enclave: Enclave) -> None:
+    member = enclave.member
+    plain = enclave.data / "cohort.csv"
+    enclave.write_as(member, plain, os.urandom(300_000))
+    ok(enclave.vokter("encrypt", str(plain), user=member))
+    cipher = enclave.data / "cohort.csv.tink"
+    with cipher.open("r+b") as file:
+        file.seek(200_000)
+        byte = file.read(1)
+        file.seek(200_000)
+        file.write(bytes([byte[0] ^ 0x10]))
+    line = refused(enclave.vokter("decrypt", str(cipher), "-o",
+                                  str(enclave.home(member) / "out.csv"), user=member))
+    assert "segment" in line
+    assert os.listdir(enclave.home(member)) == []
+    outcomes = [e["outcome"] for e in decrypted_events(enclave.daemon)]
+    assert outcomes == ["ok", "refused"]
 
 
 def test_s6_a_member_is_refused_a_key_zone_file_that_a_key_custodian_decrypts(
@@ -257,3 +279,6 @@ def test_s3_after_shred_key_decryption_fails_saying_the_key_was_destroyed(
                                   str(out), user=member))
     assert "destroyed" in line
     assert os.listdir(enclave.home(member)) == []
+    [event] = decrypted_events(enclave.daemon)
+    assert (event["project_id"], event["outcome"]) == (PROJECT, "refused")
+    assert json.loads(str(event["details"]))["error"] == "KeyDestroyed"
