@@ -184,3 +184,18 @@ def test_s3_encryptor_refuses_a_short_segment_that_is_not_the_last() -> None:
     assert encryptor.seal_into(b"short", out, last=True) == 5 + 16
     with pytest.raises(ValueError, match="already sealed"):
         encryptor.seal_into(b"", out, last=True)
+
+
+def test_s3_every_key_is_tried_whatever_its_segment_size(tmp_path: Path) -> None:
+    """A keyset after a rotation may mix segment sizes: the first read covers the longest
+    first segment, and what it read past the chosen key's segment 0 is not lost."""
+    small = StreamingKey(11, os.urandom(32), segment_size=4096)
+    large = StreamingKey(22, os.urandom(32), segment_size=1 << 20)
+    keyset = Keyset(primary_key_id=22, keys=(large, small))
+    for key, size in ((small, 50_000), (small, 3), (large, 3 << 20), (large, 0)):
+        data = os.urandom(size)
+        (tmp_path / "plain").write_bytes(data)
+        encrypt_file(tmp_path / "plain", tmp_path / "sealed", key)
+        assert decrypt_file(tmp_path / "sealed", tmp_path / "opened", keyset).plaintext_bytes \
+            == size
+        assert (tmp_path / "opened").read_bytes() == data

@@ -8,11 +8,14 @@ header), every later one 4080.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent.crypto.keyset import Keyset, new_keyset
+from agent.crypto.keyset import Keyset, StreamingKey, new_keyset
 from agent.crypto.stream_io import decrypt_stream, encrypt_stream
 from agent.crypto.streaming import Layout
 from agent.errors import DecryptionFailed
@@ -242,3 +245,38 @@ def test_s3_refusals_never_quote_key_material(keyset: Keyset, tmp_path: Path) ->
     text = f"{error} {error!r} {error.one_line()} {error.to_wire()}"
     assert keyset.primary.key_value.hex() not in text
     assert str(keyset.primary.key_value)[2:-1] not in text
+
+
+def _through_pipes(data: bytes, operation: Callable[[int, int], object]) -> bytes:
+    """Runs ``operation(src_fd, dst_fd)`` over small in-memory inputs (under a pipe's size)."""
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    try:
+        os.write(src_w, data)
+        os.close(src_w)
+        src_w = -1
+        operation(src_r, dst_w)
+        os.close(dst_w)
+        dst_w = -1
+        return os.read(dst_r, 1 << 16)
+    finally:
+        for fd in (src_r, src_w, dst_r, dst_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+@settings(max_examples=150, deadline=None)
+@given(size=st.integers(0, 1500), segment_size=st.integers(57, 300), where=st.floats(0, 1),
+       bit=st.integers(0, 7))
+def test_s3_any_flipped_bit_anywhere_is_refused(size: int, segment_size: int, where: float,
+                                                bit: int) -> None:
+    key = StreamingKey(1, bytes(32), segment_size=segment_size)
+    keyset = Keyset(primary_key_id=1, keys=(key,))
+    data = os.urandom(size)
+    sealed = bytearray(_through_pipes(
+        data, lambda src, dst: encrypt_stream(src, dst, key, AD)))
+    assert _through_pipes(bytes(sealed),
+                          lambda src, dst: decrypt_stream(src, dst, keyset, AD)) == data
+    sealed[min(int(where * len(sealed)), len(sealed) - 1)] ^= 1 << bit
+    with pytest.raises(DecryptionFailed):
+        _through_pipes(bytes(sealed), lambda src, dst: decrypt_stream(src, dst, keyset, AD))
