@@ -149,19 +149,23 @@ def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any
                 f"{path} is not in any project's zone: only zone files are encrypted in place",
                 hint="move it into your project's data zone first")
         relation = caller_relation(session, ctx, where.project)
-    if not may_touch(Action.DATA_ENCRYPT, relation, ctx.caller.uid, where.zone):
-        raise _refuse(Action.DATA_ENCRYPT, relation, path)
-    inplace.check_name(where.name)
     project_id = where.project.id
-    keyset = services.key_store.keyset(project_id)
-    with services.store.write() as session:
-        ctx.audit(session, "file.encrypted", project=project_id, target=path,
-                  details={"zone": where.zone.kind.value, "bytes": info.st_size})
-    result = inplace.encrypt_in_place(
-        journal=journal_dir(services.config.state_dir), project=project_id,
-        zone=where.zone.kind.value, zone_root=where.zone.path, folder=where.folder,
-        name=where.name, source_fd=fd, key=keyset.primary,
-        progress=_progress(ctx, info.st_size))
+    try:
+        if not may_touch(Action.DATA_ENCRYPT, relation, ctx.caller.uid, where.zone):
+            raise _refuse(Action.DATA_ENCRYPT, relation, path)
+        inplace.check_name(where.name)
+        keyset = services.key_store.keyset(project_id)
+        with services.store.write() as session:
+            ctx.audit(session, "file.encrypted", project=project_id, target=path,
+                      details={"zone": where.zone.kind.value, "bytes": info.st_size})
+        result = inplace.encrypt_in_place(
+            journal=journal_dir(services.config.state_dir), project=project_id,
+            zone=where.zone.kind.value, zone_root=where.zone.path, folder=where.folder,
+            name=where.name, source_fd=fd, key=keyset.primary,
+            progress=_progress(ctx, info.st_size))
+    except VokterError as error:
+        _audit_not_done(ctx, "file.encrypted", project_id, path, error)
+        raise
     return {"project": project_id, "zone": where.zone.kind.value, "path": path,
             "encrypted": os.path.join(os.path.dirname(path), result.target_name),
             "plaintext_bytes": result.plaintext_bytes,
@@ -215,26 +219,27 @@ def decrypt_file(ctx: RequestContext, args: CryptoDecryptArgs) -> dict[str, Any]
                                 progress=_progress(ctx, info.st_size))
         os.fsync(out_fd)
     except VokterError as error:
-        _audit_not_decrypted(ctx, where.project.id if where else args.project, path, error)
+        _audit_not_done(ctx, "file.decrypted", where.project.id if where else args.project,
+                        path, error)
         raise
     return {"project": project_id, "zone": zone, "path": path,
             "plaintext_bytes": result.plaintext_bytes,
             "ciphertext_bytes": result.ciphertext_bytes}
 
 
-def _audit_not_decrypted(ctx: RequestContext, project_id: str | None, path: str,
-                         error: VokterError) -> None:
-    """A refused or failed decryption, in the chain of the project the file belongs to, so
-    its auditors see it (dispatch records the request's refusal too, but without a project
-    for a file in a zone)."""
+def _audit_not_done(ctx: RequestContext, action: str, project_id: str | None, path: str,
+                    error: VokterError) -> None:
+    """A refused or failed encryption or decryption, in the chain of the project the file
+    belongs to, so its auditors see it (dispatch records the request's refusal too, but
+    without a project for a file in a zone)."""
     try:
         with ctx.services.store.write() as session:
             known = project_id is not None and session.get(Project, project_id) is not None
-            ctx.audit(session, "file.decrypted", outcome=error.outcome,
+            ctx.audit(session, action, outcome=error.outcome,
                       project=project_id if known else None, target=path, rule=error.rule,
                       details={"error": type(error).__name__, "message": error.message[:500]})
     except Exception as audit_error:  # the request's own refusal is still recorded
-        log.error("refusal_not_audited", action="file.decrypted",
+        log.error("refusal_not_audited", action=action,
                   error=type(audit_error).__name__)
 
 

@@ -122,6 +122,11 @@ def test_s3_a_member_encrypts_a_data_zone_file_in_place_and_decrypts_it_into_the
     # Again, refused without --force: the first plaintext stays.
     line = refused(enclave.vokter("decrypt", str(cipher), "-o", str(target), user=member), 2)
     assert "--force" in line and target.read_bytes() == data
+    line = refused(enclave.vokter("encrypt", str(cipher), user=member))
+    assert "encrypted already" in line and "vokter decrypt" in line
+    encrypted = [(e["outcome"], e["project_id"]) for e in enclave.daemon.audit_events()
+                 if e["action"] == "file.encrypted"]
+    assert encrypted == [("ok", PROJECT), ("refused", PROJECT)]
 
 
 def test_s3_root_encrypts_but_never_decrypts_and_the_refusal_is_audited(
