@@ -12,10 +12,8 @@ size and SHA-256, the chain's ends and the covering checkpoint.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +21,7 @@ from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from agent.access.permissions import Action
+from agent.api.descriptors import checked_file
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import AuditExportArgs
 from agent.audit.chain import format_time
@@ -47,20 +46,6 @@ ACTION = "audit.export"
 #: Rows per database fetch, per write to the file and per progress frame.
 CHUNK = 5000
 _SEQ, _TIME, _PROJECT_SEQ, _PREV, _PROJECT_PREV, _HASH = 0, 1, 6, 12, 13, 14
-
-
-def checked_output(fd: int, what: str) -> os.stat_result:
-    """A descriptor the client passed: it must be a regular file it opened for writing."""
-    try:
-        info = os.fstat(fd)
-        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
-    except OSError:
-        raise InvalidRequest(f"{what} is not an open file") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InvalidRequest(f"{what} is not a regular file; pass a file opened for writing")
-    if access not in (os.O_WRONLY, os.O_RDWR):
-        raise InvalidRequest(f"{what} was not opened for writing")
-    return info
 
 
 def _authorise(session: Session, ctx: RequestContext, project: str | None) -> None:
@@ -184,8 +169,8 @@ def _write_rows(
 
 def export_audit(ctx: RequestContext, args: AuditExportArgs) -> dict[str, Any]:
     data_fd, manifest_fd = ctx.fds
-    data_info = checked_output(data_fd, "the export file")
-    manifest_info = checked_output(manifest_fd, "the manifest file")
+    data_info = checked_file(data_fd, "the export file", writing=True)
+    manifest_info = checked_file(manifest_fd, "the manifest file", writing=True)
     if (data_info.st_dev, data_info.st_ino) == (manifest_info.st_dev, manifest_info.st_ino):
         raise InvalidRequest("the export file and its manifest are the same file")
     filters = ExportFilters(project=args.project, user=args.user, action=args.action,

@@ -13,9 +13,7 @@ anywhere itself: decrypted bytes go only into the descriptor the client opened.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ from sqlmodel import Session
 from agent.access.permissions import Action, Relation, hides_existence, may
 from agent.access.plan import ZONE_RELATIONS, ZoneAccess, ZoneKind, build_gate_view
 from agent.access.sync import all_plans
+from agent.api.descriptors import checked_file
 from agent.api.dispatch import Caller, RequestContext
 from agent.api.schemas import CryptoDecryptArgs, CryptoEncryptArgs
 from agent.crypto import inplace
@@ -77,21 +76,6 @@ def opened_path(fd: int) -> str:
     if not path.startswith("/") or path.endswith(" (deleted)"):
         raise InvalidRequest("the file passed has no name any more (it was deleted)")
     return path
-
-
-def checked_file(fd: int, what: str, *, writing: bool) -> os.stat_result:
-    """A passed descriptor: a regular file, opened for reading (or writing)."""
-    try:
-        info = os.fstat(fd)
-        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
-    except OSError:
-        raise InvalidRequest(f"{what} is not an open file") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InvalidRequest(f"{what} is not a regular file")
-    wanted = (os.O_WRONLY, os.O_RDWR) if writing else (os.O_RDONLY, os.O_RDWR)
-    if access not in wanted:
-        raise InvalidRequest(f"{what} was not opened for {'writing' if writing else 'reading'}")
-    return info
 
 
 def locate(session: Session, path: str) -> Located | None:

@@ -42,7 +42,6 @@ SUFFIX = ".tink"
 PARTIAL = ".tink.partial-"
 #: Room for the temporary name's prefix and suffix within NAME_MAX (255 bytes).
 MAX_NAME_BYTES = 255 - len(PARTIAL) - 1 - 16
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _ACL_XATTR = "system.posix_acl_access"
 _RENAME_NOREPLACE = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -78,24 +77,11 @@ def open_folder(zone_root: str, folder: str) -> int:
 
 
 def _open_folder(zone_root: str, folder: str) -> int:
-    base = open_dir_nofollow(zone_root)
+    base = open_dir_nofollow(zone_root, readable=True)
     try:
-        fd = os.open(".", _DIR_FLAGS, dir_fd=base)
+        return open_dir_nofollow(folder, below=base, readable=True)
     finally:
         os.close(base)
-    try:
-        for part in folder.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                raise InvalidRequest(f"{folder}: '..' is not allowed")
-            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def rename_noreplace(dir_fd: int, source: str, target: str) -> None:

@@ -13,7 +13,8 @@ import pytest
 from agent.access.permissions import Action, Relation
 from agent.access.plan import ProjectZones, ZoneKind, plan_access
 from agent.access.rules import Grant
-from agent.crypto.file_ops import checked_file, may_decrypt_elsewhere, may_touch, opened_path
+from agent.api.descriptors import checked_file
+from agent.crypto.file_ops import may_decrypt_elsewhere, may_touch, opened_path
 from agent.errors import InvalidRequest
 
 LEADER, MEMBER, CUSTODIAN, AUDITOR, OUTSIDER = 1001, 1002, 1003, 1004, 1005
