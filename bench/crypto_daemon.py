@@ -34,16 +34,22 @@ def _userdel(name: str) -> None:
     subprocess.run(["userdel", "--remove", name], capture_output=True)
 
 
+def _must(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[2:5])}... failed: {done.stderr.strip()}")
+
+
 def daemon_runs(work: Path, plain: Path, size: int, repeat: int) -> dict[str, float]:
     """Median seconds of ``vokter encrypt`` and ``vokter decrypt`` (whole client process),
-    and vokterd's peak RSS in KiB over all of them."""
+    and vokterd's peak RSS in KiB over all of them and before the first."""
     root = work / "daemon"
     root.mkdir()
     config = root / "vokter.toml"
     config.write_text(
         f'state_dir = "{root}/state"\nsocket_path = "{root}/run/vokterd.sock"\n'
         f'key_store = "{root}/keystore"\nzones_dir = "{root}/zones"\n'
-        'request_timeout = 600\n')
+        'request_timeout = 300\n')
     config.chmod(0o644)
     root.chmod(0o755)
     work.chmod(0o755)
@@ -59,19 +65,20 @@ def daemon_runs(work: Path, plain: Path, size: int, repeat: int) -> dict[str, fl
         deadline = time.monotonic() + 60
         while subprocess.run([*vokter, "status"], capture_output=True).returncode != 0:
             if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"vokterd did not start; see {root}/vokterd.log")
+                log = (root / "vokterd.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"vokterd did not start:\n{log}")
             time.sleep(0.2)
-        subprocess.run([*vokter, "project", "create", "benchp", "--title", "crypto bench",
-                        "--leader", LEADER, "--end-date", "2030-12-31"],
-                       check=True, capture_output=True)
-        subprocess.run([*vokter, "member", "add", "benchp", MEMBER, "--role", "member",
-                        "--reason", "benchmark"], check=True, capture_output=True)
-        zone = root / "zones" / "benchp" / "data"
+        _must([*vokter, "project", "create", "p9901", "--title", "crypto bench",
+               "--leader", LEADER, "--end-date", "2030-12-31"])
+        _must([*vokter, "member", "add", "p9901", MEMBER, "--role", "member",
+               "--reason", "benchmark"])
+        zone = root / "zones" / "p9901" / "data"
         member = pwd.getpwnam(MEMBER)
         out_dir = work / "member-out"
         out_dir.mkdir()
         os.chown(out_dir, member.pw_uid, member.pw_gid)
         as_member = ["runuser", "-u", MEMBER, "--", *vokter]
+        before = _vm_hwm_kib(daemon.pid)
         encrypts: list[float] = []
         decrypts: list[float] = []
         for round_ in range(repeat):
@@ -79,13 +86,11 @@ def daemon_runs(work: Path, plain: Path, size: int, repeat: int) -> dict[str, fl
             shutil.copyfile(plain, target)
             os.chown(target, member.pw_uid, member.pw_gid)
             start = time.perf_counter()
-            subprocess.run([*as_member, "encrypt", str(target)], check=True,
-                           capture_output=True)
+            _must([*as_member, "encrypt", str(target)])
             encrypts.append(time.perf_counter() - start)
             out = out_dir / f"cohort-{round_}.out"
             start = time.perf_counter()
-            subprocess.run([*as_member, "decrypt", f"{target}.tink", "-o", str(out)],
-                           check=True, capture_output=True)
+            _must([*as_member, "decrypt", f"{target}.tink", "-o", str(out)])
             decrypts.append(time.perf_counter() - start)
             if out.stat().st_size != size:
                 raise RuntimeError("vokter decrypt did not give back the whole file")
@@ -95,6 +100,7 @@ def daemon_runs(work: Path, plain: Path, size: int, repeat: int) -> dict[str, fl
             "encrypt": statistics.median(encrypts),
             "decrypt": statistics.median(decrypts),
             "vokterd_peak_kib": float(peak),
+            "vokterd_peak_before_kib": float(before),
         }
     finally:
         daemon.terminate()
