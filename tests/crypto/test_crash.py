@@ -30,8 +30,7 @@ import pytest
 from agent.crypto import inplace
 from agent.crypto.journal import journal_dir
 from agent.crypto.keyset import Keyset, new_keyset, serialize_keyset
-from agent.crypto.stream_io import decrypt_stream
-from agent.crypto.wrapping import file_associated_data
+from tests.support.files import decrypt_file, sha256_of
 
 SIZE = 200 * 1024 * 1024
 KILLS = 50
@@ -50,14 +49,6 @@ def scratch() -> Iterator[Path]:
     finally:
         subprocess.run(["umount", str(base)], check=True)
         base.rmdir()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Scene:
@@ -104,13 +95,7 @@ class Scene:
     def ciphertext_digest(self) -> str:
         """Decrypt the whole ciphertext (it must authenticate) and hash the plaintext."""
         out = self.base / "check.out"
-        src = os.open(self.cipher, os.O_RDONLY)
-        dst = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            decrypt_stream(src, dst, self.keyset, file_associated_data(PROJECT))
-        finally:
-            os.close(src)
-            os.close(dst)
+        decrypt_file(self.cipher, out, self.keyset, PROJECT)
         try:
             return sha256_of(out)
         finally:

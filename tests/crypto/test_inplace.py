@@ -17,7 +17,7 @@ from agent.crypto import inplace
 from agent.crypto.inplace import encrypt_in_place, recover
 from agent.crypto.journal import JournalEntry, journal_dir, write_entry
 from agent.crypto.keyset import Keyset, new_keyset
-from agent.crypto.stream_io import decrypt_stream, encrypt_stream
+from agent.crypto.stream_io import encrypt_stream
 from agent.crypto.wrapping import file_associated_data
 from agent.errors import (
     AlreadyExists,
@@ -25,6 +25,7 @@ from agent.errors import (
     KeyDestroyed,
     KeyStoreUnavailable,
 )
+from tests.support.files import decrypt_file
 
 PROJECT = "p4711"
 NAME = "cohort.csv"
@@ -60,13 +61,7 @@ class Zone:
 
     def decrypted(self, path: Path | None = None) -> bytes:
         out = self.folder.parent / "check.out"
-        src = os.open(path or self.cipher, os.O_RDONLY)
-        dst = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            decrypt_stream(src, dst, self.keyset, file_associated_data(PROJECT))
-        finally:
-            os.close(src)
-            os.close(dst)
+        decrypt_file(path or self.cipher, out, self.keyset, PROJECT)
         data = out.read_bytes()
         out.unlink()
         return data

@@ -23,7 +23,7 @@ from agent.crypto.master import (
     read_master_key_file,
     write_next_master_key,
 )
-from agent.crypto.stream_io import decrypt_stream, encrypt_stream
+from agent.crypto.stream_io import encrypt_stream
 from agent.crypto.wrapping import (
     MasterKey,
     file_associated_data,
@@ -34,6 +34,7 @@ from agent.crypto.wrapping import (
 from agent.errors import KeyDestroyed, KeyStoreUnavailable, NotFound, Refused
 from agent.services import Services
 from agent.store.tables import Project, ProjectKeyset
+from tests.support.files import decrypt_file
 
 NO_ENV: dict[str, str] = {}
 
@@ -280,9 +281,7 @@ def _encrypt(services: Services, project: str, plaintext: bytes, tmp: Path) -> P
 
 def _decrypt(services: Services, project: str, ciphertext: Path) -> bytes:
     out = ciphertext.with_suffix(".out")
-    with ciphertext.open("rb") as src, out.open("wb") as dst:
-        decrypt_stream(src.fileno(), dst.fileno(), services.key_store.keyset(project),
-                       file_associated_data(project))
+    decrypt_file(ciphertext, out, services.key_store.keyset(project), project)
     return out.read_bytes()
 
 

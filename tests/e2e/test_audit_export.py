@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from tests.support.daemon import VOKTER, RunningDaemon
+from tests.support.daemon import VOKTER, RunningDaemon, ok, one_line_failure
 from tests.support.users import TestUser, UserFactory
 
 PROJECT = "p4711"
@@ -46,16 +46,6 @@ class Enclave:
                            *args, user=self.auditor)
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def one_line_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.audit.tamper import (
     sqlite_file,
     swap,
 )
-from tests.support.daemon import RunningDaemon
+from tests.support.daemon import RunningDaemon, ok
 from tests.support.users import TestUser, UserFactory
 
 END = "2030-06-30"
@@ -34,10 +34,6 @@ class Enclave:
     member: TestUser
     outsider: TestUser
 
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def populate(daemon: RunningDaemon, unix_users: UserFactory) -> Enclave:

@@ -4,7 +4,6 @@ fanotify gate; then the daemon killed mid-encryption and restarted, and a shredd
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import VOKTER, RunningDaemon
+from tests.support.daemon import VOKTER, RunningDaemon, ok
+from tests.support.daemon import one_line_failure as refused
+from tests.support.files import sha256_of
 from tests.support.users import TestUser, UserFactory
 
 PROJECT = "p4711"
@@ -60,24 +61,6 @@ class Enclave:
         return sha256_of(path)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(8 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    return result.stdout
-
-
-def refused(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture

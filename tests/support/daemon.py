@@ -104,3 +104,17 @@ def make_enclave_root() -> Path:
 
 def remove_enclave_root(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The output of a command that must succeed; its streams when it did not."""
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """The error of a command that must fail with ``code`` and exactly one line on stderr."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
