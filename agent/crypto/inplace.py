@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.access.acl import open_dir_nofollow
+from agent.access.acl import ACCESS_XATTR, open_dir_nofollow, proc_path, read_raw
 from agent.crypto.journal import JournalEntry, read_entries, remove_entry, write_entry
 from agent.crypto.keyset import Keyset, StreamingKey
 from agent.crypto.stream_io import decrypt_stream, encrypt_stream
@@ -42,7 +42,6 @@ SUFFIX = ".tink"
 PARTIAL = ".tink.partial-"
 #: Room for the temporary name's prefix and suffix within NAME_MAX (255 bytes).
 MAX_NAME_BYTES = 255 - len(PARTIAL) - 1 - 16
-_ACL_XATTR = "system.posix_acl_access"
 _RENAME_NOREPLACE = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -146,27 +145,36 @@ def check_name(name: str) -> None:
                              "bytes)", hint="rename the file to something shorter first")
 
 
-def _make_temporary(folder_fd: int, name: str, like: os.stat_result) -> int:
-    """The ciphertext's temporary file: new (O_EXCL), with the plaintext's owner, mode, ACL."""
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=folder_fd)
-    try:
-        if os.geteuid() == 0:
-            os.fchown(fd, like.st_uid, like.st_gid)
-        os.fchmod(fd, stat.S_IMODE(like.st_mode) & 0o777)
-    except BaseException:
-        os.close(fd)
-        os.unlink(name, dir_fd=folder_fd)
-        raise
-    return fd
+def _make_temporary(folder_fd: int, name: str) -> int:
+    """The ciphertext's temporary file: new (O_EXCL) and, while it is written, the daemon's
+    alone (0600, and the mask of any inherited ACL is empty), so nobody can change it between
+    the write and the plaintext's removal."""
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600, dir_fd=folder_fd)
 
 
-def _copy_acl(source_fd: int, target_fd: int) -> None:
-    try:
-        acl = os.getxattr(source_fd, _ACL_XATTR)
-    except OSError:
-        return  # no extended ACL, or a file system without them
-    os.setxattr(target_fd, _ACL_XATTR, acl)
+def _take_attributes(target_fd: int, source_fd: int, like: os.stat_result) -> None:
+    """The plaintext's owner, mode and ACL, given to the finished ciphertext: the same people
+    reach it as reached the plaintext. A failure to read or set the ACL is an error, never a
+    ciphertext left more open or more closed than its plaintext."""
+    if os.geteuid() == 0:
+        os.fchown(target_fd, like.st_uid, like.st_gid)
+    os.fchmod(target_fd, stat.S_IMODE(like.st_mode) & 0o777)
+    acl = read_raw(source_fd)
+    if acl is not None:
+        os.setxattr(proc_path(target_fd), ACCESS_XATTR, acl)
+    elif read_raw(target_fd) is not None:  # inherited from the folder's default ACL
+        os.removexattr(proc_path(target_fd), ACCESS_XATTR)
+
+
+def _unchanged(source_fd: int, entry: JournalEntry) -> bool:
+    after = os.fstat(source_fd)
+    return (after.st_size, after.st_mtime_ns) == (entry.size, entry.mtime_ns)
+
+
+def _changed_meanwhile(entry: JournalEntry) -> Refused:
+    return Refused(f"{entry.name} changed while it was being encrypted; nothing changed",
+                   hint="try again when nobody writes to it")
 
 
 def encrypt_in_place(
@@ -221,23 +229,20 @@ def _encrypt_steps(journal: Path, folder_fd: int, source_fd: int, source: os.sta
     write_entry(journal, entry)
     placed = False
     try:
-        temp_fd = _make_temporary(folder_fd, entry.temp_name, source)
+        temp_fd = _make_temporary(folder_fd, entry.temp_name)
         try:
             made = os.fstat(temp_fd)
             entry = replace(entry, cipher_dev=made.st_dev, cipher_ino=made.st_ino)
             write_entry(journal, entry)
-            _copy_acl(source_fd, temp_fd)
             os.lseek(source_fd, 0, os.SEEK_SET)
             result = encrypt_stream(source_fd, temp_fd, key, file_associated_data(entry.project),
                                     progress=progress, random=random)
+            _take_attributes(temp_fd, source_fd, source)
             os.fsync(temp_fd)
         finally:
             os.close(temp_fd)
-        after = os.fstat(source_fd)
-        if (after.st_size, after.st_mtime_ns) != (entry.size, entry.mtime_ns) \
-                or result.plaintext_bytes != entry.size:
-            raise Refused(f"{entry.name} changed while it was being encrypted; nothing changed",
-                          hint="try again when nobody writes to it")
+        if not _unchanged(source_fd, entry) or result.plaintext_bytes != entry.size:
+            raise _changed_meanwhile(entry)
         try:
             rename_noreplace(folder_fd, entry.temp_name, entry.target_name)
         except FileExistsError:
@@ -245,6 +250,14 @@ def _encrypt_steps(journal: Path, folder_fd: int, source_fd: int, source: os.sta
                                 "changed", hint="move it away and try again") from None
         placed = True
         os.fsync(folder_fd)
+        if not _unchanged(source_fd, entry):
+            # Written to after the check: the plaintext is newer than the ciphertext, so the
+            # plaintext stays and the ciphertext, ours, goes.
+            _remove_regular(entry.target_name, folder_fd,
+                            only=(entry.cipher_dev or 0, entry.cipher_ino or 0))
+            os.fsync(folder_fd)
+            remove_entry(journal, entry.entry_id)
+            raise _changed_meanwhile(entry)
         # The ciphertext is durable: now, and only now, the plaintext goes.
         _remove_regular(entry.name, folder_fd, only=(entry.dev, entry.ino))
         os.fsync(folder_fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from agent.errors import (
     InvalidRequest,
     KeyDestroyed,
     KeyStoreUnavailable,
+    Refused,
 )
 from tests.support.files import decrypt_file
 
@@ -90,6 +92,63 @@ def test_s3_encrypting_in_place_leaves_only_a_ciphertext_that_decrypts_to_the_fi
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4321, 4322, 0o640)
     assert info.st_size == result.ciphertext_bytes
     assert hashlib.sha256(zone.decrypted()).digest() == hashlib.sha256(data).digest()
+    assert zone.leftovers() == []
+
+
+def _acl_of(path: Path) -> list[str]:
+    listed = subprocess.run(["getfacl", "--omit-header", "--numeric", str(path)],
+                            capture_output=True, text=True, check=True).stdout
+    return [line for line in listed.splitlines() if line]
+
+
+def test_s3_the_ciphertext_gets_the_plaintexts_acl_not_the_folders_default(zone: Zone) -> None:
+    zone.write(b"id;value\n1;2\n")
+    subprocess.run(["setfacl", "-d", "-m", "u:4400:rw", str(zone.folder)], check=True)
+    subprocess.run(["setfacl", "-m", "u:4321:r", str(zone.plain)], check=True)
+    before = _acl_of(zone.plain)
+    zone.encrypt()
+    assert _acl_of(zone.cipher) == before
+    assert not any("4400" in line for line in _acl_of(zone.cipher))
+
+
+def test_s3_the_ciphertext_is_the_daemons_alone_until_it_is_complete(zone: Zone) -> None:
+    """Nobody the folder admits can write into the ciphertext between the daemon's write and
+    the plaintext's removal: the temporary file is root's, 0600, with an empty ACL mask."""
+    zone.write(os.urandom(3 * 65536))
+    subprocess.run(["setfacl", "-d", "-m", "u:4400:rw", str(zone.folder)], check=True)
+    os.chown(zone.plain, 4321, 4322)
+    seen: list[os.stat_result] = []
+
+    def look(_done: int) -> None:
+        seen.extend(p.stat() for p in zone.folder.iterdir() if inplace.PARTIAL in p.name)
+
+    fd = os.open(zone.plain, os.O_RDONLY)
+    try:
+        encrypt_in_place(journal=zone.journal, project=PROJECT, zone="data",
+                         zone_root=str(zone.root), folder="sub", name=NAME, source_fd=fd,
+                         key=zone.keyset.primary, progress=look)
+    finally:
+        os.close(fd)
+    assert seen
+    assert all((s.st_uid, stat.S_IMODE(s.st_mode) & 0o077) == (0, 0) for s in seen)
+    assert zone.cipher.stat().st_uid == 4321
+
+
+def test_s3_a_plaintext_written_to_after_the_ciphertext_was_placed_is_kept(
+        zone: Zone, monkeypatch: pytest.MonkeyPatch) -> None:
+    zone.write(b"first version\n")
+    placed = inplace.rename_noreplace
+
+    def place_then_edit(folder_fd: int, source: str, target: str) -> None:
+        placed(folder_fd, source, target)
+        with zone.plain.open("ab") as file:  # someone still writing to the plaintext
+            file.write(b"a line added meanwhile\n")
+
+    monkeypatch.setattr(inplace, "rename_noreplace", place_then_edit)
+    with pytest.raises(Refused, match="changed while it was being encrypted"):
+        zone.encrypt()
+    assert zone.plain.read_bytes() == b"first version\na line added meanwhile\n"
+    assert not zone.cipher.exists()
     assert zone.leftovers() == []
 
 
