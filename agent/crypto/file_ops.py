@@ -123,7 +123,8 @@ def _refuse(action: Action, relation: Relation, path: str) -> VokterError:
 
 def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any]:
     (fd,) = ctx.fds
-    info = checked_file(fd, "the file to encrypt", writing=False)
+    # Replacing a file is writing it: the client shows it may, by opening it read-write.
+    info = checked_file(fd, "the file to encrypt", writing=True, reading=True)
     path = opened_path(fd)
     services = ctx.services
     with services.store.read() as session:

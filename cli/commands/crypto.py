@@ -23,15 +23,18 @@ from cli.files import place, progress_bar, refuse_existing, sync_folder
 from cli.output import print_json
 
 
-def _open_for_reading(path: Path) -> int:
-    """The user's own open: a regular file they may read, or a one-line error."""
+def _open_own(path: Path, *, writing: bool = False) -> int:
+    """The user's own open: a regular file they may read (and, to encrypt it in place, write),
+    or a one-line error."""
+    access = os.O_RDWR if writing else os.O_RDONLY
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, access | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except PermissionError:
         raise VokterError(f"{path}: permission denied",
-                          hint="you can only encrypt or decrypt files you may read") from None
+                          hint="you can only encrypt files you may write, and decrypt files "
+                          "you may read") from None
     except OSError as error:
         raise VokterError(f"{path}: {error.strerror or error}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -68,7 +71,7 @@ def encrypt(state: CliState, path: Path, as_json: bool) -> None:
       vokter encrypt /srv/vokter/p1234/data/cohort.csv
       vokter encrypt /srv/vokter/p1234/key/linkage.csv       # a key custodian
     """
-    fd = _open_for_reading(path)
+    fd = _open_own(path, writing=True)
     try:
         with progress_bar("encrypting", in_bytes=True) as progress:
             result = state.client().call_streaming("crypto.encrypt", fds=[fd],
@@ -111,7 +114,7 @@ def decrypt(state: CliState, path: Path, output: Path, project_id: str | None, f
         raise UsageError("decrypt writes to a file (-o OUT), never to a terminal or a pipe")
     refuse_existing((output,), force)
     folder = output.parent
-    source = _open_for_reading(path)
+    source = _open_own(path)
     temporary: Path | None = None
     out_fd: int | None = None
     try:

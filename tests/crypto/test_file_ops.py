@@ -81,6 +81,9 @@ def test_a_passed_descriptor_must_be_a_regular_file_opened_the_right_way(folder:
             checked_file(reading, "the output", writing=True)
         with pytest.raises(InvalidRequest, match="not opened for reading"):
             checked_file(writing, "the file", writing=False)
+        for one_way in (reading, writing):  # encrypting in place reads and replaces
+            with pytest.raises(InvalidRequest, match="not opened for reading and writing"):
+                checked_file(one_way, "the file to encrypt", writing=True, reading=True)
         for fd in (directory, read_end):
             with pytest.raises(InvalidRequest, match="not a regular file"):
                 checked_file(fd, "the file", writing=False)

@@ -130,6 +130,18 @@ def test_s3_root_encrypts_but_never_decrypts_and_the_refusal_is_audited(
         "root", PROJECT, "refused", str(cipher))
 
 
+def test_s3_a_file_the_member_may_only_read_is_not_encrypted_by_them(enclave: Enclave) -> None:
+    """Encrypting in place replaces the file: only someone who may write it may ask for it."""
+    member = enclave.member
+    plain = enclave.data / "frozen.csv"
+    enclave.write_as(member, plain, b"id;value\n1;2\n")
+    plain.chmod(0o400)
+    line = refused(enclave.vokter("encrypt", str(plain), user=member))
+    assert "permission denied" in line and "may write" in line
+    assert plain.read_bytes() == b"id;value\n1;2\n"
+    assert not (enclave.data / "frozen.csv.tink").exists()
+
+
 def test_s3_a_changed_byte_fails_in_one_line_and_leaves_no_output(enclave: Enclave) -> None:
     member = enclave.member
     plain = enclave.data / "cohort.csv"
@@ -177,6 +189,7 @@ def test_s3_outside_every_zone_a_member_names_the_project_and_an_outsider_learns
     copy = shared / "table.csv.tink"
     copy.write_bytes((enclave.data / "table.csv.tink").read_bytes())
     copy.chmod(0o644)
+    os.chown(copy, enclave.member.uid, enclave.member.gid)  # theirs: encrypting needs write
     line = refused(enclave.vokter("decrypt", str(copy), "-o", str(enclave.home(member) / "t"),
                                   user=member))
     assert "--project" in line
