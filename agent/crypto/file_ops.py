@@ -14,7 +14,8 @@ anywhere itself: decrypted bytes go only into the descriptor the client opened.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from agent.crypto import inplace
 from agent.crypto.journal import journal_dir
 from agent.crypto.stream_io import decrypt_stream
 from agent.crypto.wrapping import file_associated_data
-from agent.errors import InvalidRequest, PermissionDenied, VokterError
+from agent.errors import Failed, InvalidRequest, PermissionDenied, VokterError
 from agent.projects.service import caller_relation, project_for
 from agent.services import Services
 from agent.store.tables import Project
@@ -106,6 +107,17 @@ def _progress(ctx: RequestContext, total: int) -> Callable[[int], None]:
     return report
 
 
+@contextmanager
+def _os_errors_as_failures(path: str, undone: str) -> Iterator[None]:
+    """A full disk, a quota, an I/O error: a one-line failure the user can act on, audited
+    like any other, instead of an internal error."""
+    try:
+        yield
+    except OSError as error:
+        raise Failed(f"{path}: {error.strerror or error}; {undone}",
+                     hint="free space or fix the file system, then try again") from None
+
+
 def _refuse(action: Action, relation: Relation, path: str) -> VokterError:
     """What an unauthorised caller is told: an outsider learns nothing about the project."""
     verb = "encrypt" if action is Action.DATA_ENCRYPT else "decrypt"
@@ -143,11 +155,12 @@ def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any
         with services.store.write() as session:
             ctx.audit(session, "file.encrypted", project=project_id, target=path,
                       details={"zone": where.zone.kind.value, "bytes": info.st_size})
-        result = inplace.encrypt_in_place(
-            journal=journal_dir(services.config.state_dir), project=project_id,
-            zone=where.zone.kind.value, zone_root=where.zone.path, folder=where.folder,
-            name=where.name, source_fd=fd, key=keyset.primary,
-            progress=_progress(ctx, info.st_size))
+        with _os_errors_as_failures(path, "the plaintext is kept as it was"):
+            result = inplace.encrypt_in_place(
+                journal=journal_dir(services.config.state_dir), project=project_id,
+                zone=where.zone.kind.value, zone_root=where.zone.path, folder=where.folder,
+                name=where.name, source_fd=fd, key=keyset.primary,
+                progress=_progress(ctx, info.st_size))
     except VokterError as error:
         _audit_not_done(ctx, "file.encrypted", project_id, path, error)
         raise
@@ -197,12 +210,14 @@ def decrypt_file(ctx: RequestContext, args: CryptoDecryptArgs) -> dict[str, Any]
         with services.store.write() as session:
             ctx.audit(session, "file.decrypted", project=project_id, target=path,
                       details={"zone": zone, "bytes": info.st_size})
-        os.ftruncate(out_fd, 0)
-        os.lseek(out_fd, 0, os.SEEK_SET)
-        os.lseek(source_fd, 0, os.SEEK_SET)
-        result = decrypt_stream(source_fd, out_fd, keyset, file_associated_data(project_id),
-                                progress=_progress(ctx, info.st_size))
-        os.fsync(out_fd)
+        with _os_errors_as_failures(path, "nothing was decrypted"):
+            os.ftruncate(out_fd, 0)
+            os.lseek(out_fd, 0, os.SEEK_SET)
+            os.lseek(source_fd, 0, os.SEEK_SET)
+            result = decrypt_stream(source_fd, out_fd, keyset,
+                                    file_associated_data(project_id),
+                                    progress=_progress(ctx, info.st_size))
+            os.fsync(out_fd)
     except VokterError as error:
         _audit_not_done(ctx, "file.decrypted", where.project.id if where else args.project,
                         path, error)

@@ -142,6 +142,27 @@ def test_s3_a_file_the_member_may_only_read_is_not_encrypted_by_them(enclave: En
     assert not (enclave.data / "frozen.csv.tink").exists()
 
 
+def test_s3_a_full_disk_is_a_one_line_failure_audited_and_leaves_no_output(
+        enclave: Enclave) -> None:
+    member = enclave.member
+    plain = enclave.data / "cohort.csv"
+    enclave.write_as(member, plain, os.urandom(300_000))
+    ok(enclave.vokter("encrypt", str(plain), user=member))
+    small = enclave.daemon.root / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0777", "tmpfs", str(small)],
+                   check=True)
+    try:
+        line = refused(enclave.vokter("decrypt", str(enclave.data / "cohort.csv.tink"), "-o",
+                                      str(small / "cohort.csv"), user=member))
+        assert "No space left on device" in line and "nothing was decrypted" in line
+        assert os.listdir(small) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    outcomes = [e["outcome"] for e in decrypted_events(enclave.daemon)]
+    assert outcomes == ["ok", "failed"]
+
+
 def test_s3_a_changed_byte_fails_in_one_line_and_leaves_no_output(enclave: Enclave) -> None:
     member = enclave.member
     plain = enclave.data / "cohort.csv"
