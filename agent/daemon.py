@@ -134,17 +134,20 @@ class Daemon:
             store = Store(self.config.effective_database_url)
             store.ping()
             upgrade(store.engine)
+            policies = PolicyHolder(policy)
             services = Services(
                 config=self.config,
                 store=store,
                 clock=self.clock,
-                policies=PolicyHolder(policy),
+                policies=policies,
                 version=vokter_version(),
                 audit_keys=load_or_create_audit_keys(
                     self.config.key_store, trail_started=trail_started(store)
                 ),
                 # Refuses to start unless the master key unwraps every keyset (S5).
-                key_store=open_key_store(self.config, store, clock=self.clock),
+                key_store=open_key_store(
+                    self.config, store, clock=self.clock,
+                    segment_size=lambda: policies.current().crypto.segment_size),
                 started_monotonic=self.clock.monotonic(),
                 schema_revision=current_revision(store.engine),
             )

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, func, select
 from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.crypto import master as master_file
-from agent.crypto.keyset import Keyset, new_keyset
+from agent.crypto.keyset import DEFAULT_SEGMENT_SIZE, Keyset, new_keyset
 from agent.crypto.wrapping import MasterKey, keyset_associated_data, unwrap_keyset, wrap_keyset
 from agent.errors import (
     AlreadyExists,
@@ -80,7 +80,8 @@ class KeyStore:
 
     def __init__(self, store: Store, directory: Path, master: MasterKey, source: str,
                  where: Path, *, clock: Clock | None = None,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom,
+                 segment_size: Callable[[], int] = lambda: DEFAULT_SEGMENT_SIZE) -> None:
         self._store = store
         self.directory = directory
         self._master = master
@@ -89,6 +90,8 @@ class KeyStore:
         self.where = where
         self._clock: Clock = clock or SystemClock()
         self._random = random
+        #: The policy's segment size (S3) when a keyset is made; read then, so a reload counts.
+        self._segment_size = segment_size
         self._lock = threading.Lock()  # guards _master; never held while waiting on the store
         self._rotating = threading.Lock()
 
@@ -136,7 +139,7 @@ class KeyStore:
 
     def _new_row(self, project_id: str, now: datetime) -> ProjectKeyset:
         master = self._current_master()
-        keyset = new_keyset(random=self._random)
+        keyset = new_keyset(segment_size=self._segment_size(), random=self._random)
         return ProjectKeyset(
             project_id=project_id,
             wrapped=wrap_keyset(keyset, master, keyset_associated_data(project_id),
@@ -303,7 +306,8 @@ def _finish_interrupted_rotation(directory: Path, live: list[_LiveKeyset]) -> No
 
 
 def open_key_store(config: Config, store: Store, *, clock: Clock | None = None,
-                   environ: Mapping[str, str] | None = None) -> KeyStore:
+                   environ: Mapping[str, str] | None = None,
+                   segment_size: Callable[[], int] = lambda: DEFAULT_SEGMENT_SIZE) -> KeyStore:
     """The key store at daemon start: finishes an interrupted rotation, reads (or, before any
     keyset exists, makes) the master key, and refuses to start unless it unwraps every live
     keyset in the database."""
@@ -334,4 +338,5 @@ def open_key_store(config: Config, store: Store, *, clock: Clock | None = None,
                 f"master key in {where} (id {master.key_id}): the database row is damaged",
                 rule="S5", hint="restore the database from its backup",
             ) from None
-    return KeyStore(store, directory, master, source, where, clock=clock)
+    return KeyStore(store, directory, master, source, where, clock=clock,
+                    segment_size=segment_size)

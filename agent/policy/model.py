@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Cipher = Literal["AES-256-GCM-HKDF", "AES-256-GCM", "AES-256-SIV"]
+#: What files are sealed with: Tink's streaming AEAD, the one format Vokter writes and reads.
+Cipher = Literal["AES-256-GCM-HKDF"]
 IdentifiableAction = Literal["encrypt", "quarantine", "alert"]
 PortableMediaAction = Literal["alert", "unmount"]
 KeySeparation = Literal["separate_filesystem", "separate_directory"]
@@ -43,7 +44,8 @@ class CryptoPolicy:
 
     cipher: Cipher
     key_bits: int
-    #: plaintext bytes per segment of the streaming format (a power of two).
+    #: bytes per ciphertext segment of the streaming format (Tink's ciphertext_segment_size, a
+    #: power of two), for keysets made from now on; a keyset keeps the size it was made with.
     segment_size: int
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -298,3 +299,13 @@ def test_s5_files_encrypted_before_a_rotation_decrypt_after_it_and_not_after_a_s
         services.key_store.shred(session, "p1", services.clock.now(), "root")
     with pytest.raises(KeyDestroyed, match="was destroyed on 2026-11-23 by root"):
         _decrypt(services, "p1", ciphertext)
+
+
+def test_s3_a_new_keyset_takes_the_policys_segment_size_and_an_old_one_keeps_its_own(
+        services: Services) -> None:
+    add_project(services, "p1")
+    policy = services.policies.current()
+    services.policies.replace(replace(policy, crypto=replace(policy.crypto, segment_size=4096)))
+    add_project(services, "p2")
+    assert services.key_store.keyset("p1").primary.segment_size == 65536
+    assert services.key_store.keyset("p2").primary.segment_size == 4096

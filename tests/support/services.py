@@ -20,12 +20,14 @@ def build_services(store: Store, clock: FakeClock, directory: Path) -> Services:
         key_store=directory / "keystore",
         zones_dir=directory / "zones",
     )
+    policies = PolicyHolder(load_default_policy())
     return Services(
         config=config,
         store=store,
         clock=clock,
-        policies=PolicyHolder(load_default_policy()),
+        policies=policies,
         version="test",
         audit_keys=load_or_create_audit_keys(config.key_store),
-        key_store=open_key_store(config, store, clock=clock),
+        key_store=open_key_store(config, store, clock=clock,
+                                 segment_size=lambda: policies.current().crypto.segment_size),
     )
