@@ -173,7 +173,7 @@ def test_s3_ciphers_other_than_aes_256_are_refused(cipher: str) -> None:
     key, reason = only_issue(edit({"crypto.cipher": f'"{cipher}"'}))
     assert key == "crypto.cipher"
     assert reason.endswith("(S3)")
-    assert "AES-256-GCM-HKDF | AES-256-GCM | AES-256-SIV" in reason
+    assert "choose one of AES-256-GCM-HKDF (S3)" in reason
 
 
 @pytest.mark.parametrize("cipher", get_args(model.Cipher))
@@ -182,10 +182,17 @@ def test_s3_each_allowed_cipher_is_accepted(cipher: str) -> None:
 
 
 def test_s3_a_miscased_cipher_is_refused_with_its_spelling() -> None:
-    assert only_issue(edit({"crypto.cipher": '"aes-256-gcm"'})) == (
+    assert only_issue(edit({"crypto.cipher": '"aes-256-gcm-hkdf"'})) == (
         "crypto.cipher",
-        '"aes-256-gcm": write it as "AES-256-GCM" (S3)',
+        '"aes-256-gcm-hkdf": write it as "AES-256-GCM-HKDF" (S3)',
     )
+
+
+@pytest.mark.parametrize("cipher", ["AES-256-GCM", "AES-256-SIV"])
+def test_s3_a_strong_cipher_without_a_file_format_is_refused_not_ignored(cipher: str) -> None:
+    key, reason = only_issue(edit({"crypto.cipher": f'"{cipher}"'}))
+    assert key == "crypto.cipher"
+    assert "not implemented" in reason and "AES-256-GCM-HKDF" in reason
 
 
 CHOICES = [
