@@ -81,9 +81,3 @@ def place(temporary: Path, final: Path, force: bool, *, during: str = "the expor
     os.unlink(temporary)
 
 
-def sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

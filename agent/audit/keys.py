@@ -22,7 +22,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.crypto.keyfiles import fsync_folder as fsync_folder  # re-exported for the sealer
 from agent.crypto.keyfiles import read_key_file, write_new
 from agent.errors import AuditUnavailable
 

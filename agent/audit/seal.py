@@ -10,7 +10,6 @@ the database, so cutting the trail's tail is caught even if the checkpoint rows 
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -23,9 +22,10 @@ from agent.audit.checkpoint import (
     checkpoint_payload,
     parse_checkpoint_document,
 )
-from agent.audit.keys import AuditKeys, fsync_folder, key_store_dir, signature_valid
+from agent.audit.keys import AuditKeys, key_store_dir, signature_valid
 from agent.audit.rows import event_at, trail_rows
 from agent.audit.verify import EMPTY_CHAIN, ChainVerifier, Damage, DamageKind
+from agent.durable import replace_durably
 from agent.errors import AuditUnavailable
 from agent.store.tables import AuditCheckpoint
 
@@ -123,17 +123,7 @@ def latest_stored(session: Session) -> SignedCheckpoint | None:
 
 def write_checkpoint_file(key_store: Path, signed: SignedCheckpoint) -> None:
     """Replace the kept checkpoint crash-safely: temporary file, fsync, rename, fsync folder."""
-    directory = key_store_dir(key_store)
-    target = directory / CHECKPOINT_FILE
-    temporary = directory / f".{CHECKPOINT_FILE}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, signed.to_json().encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, target)
-    fsync_folder(directory)
+    replace_durably(key_store_dir(key_store), CHECKPOINT_FILE, signed.to_json().encode("ascii"))
 
 
 def read_checkpoint_file(key_store: Path, keys: AuditKeys) -> SignedCheckpoint | None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from agent.durable import replace_durably
 
 JOURNAL_DIR = "crypto-journal"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -42,12 +43,6 @@ class JournalEntry:
 
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def journal_dir(state_dir: Path) -> Path:
     path = state_dir / JOURNAL_DIR
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -55,21 +50,9 @@ def journal_dir(state_dir: Path) -> Path:
 
 
 def write_entry(directory: Path, entry: JournalEntry) -> None:
-    """Durably: a temporary file, fsync, rename over the entry, fsync the folder."""
-    folder = os.open(directory, _DIR_FLAGS)
-    try:
-        temporary = f".{entry.entry_id}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600, dir_fd=folder)
-        try:
-            _write_all(fd, json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, f"{entry.entry_id}.json", src_dir_fd=folder, dst_dir_fd=folder)
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    """Durably, over an earlier version of the same entry."""
+    replace_durably(directory, f"{entry.entry_id}.json",
+                    json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
 
 
 def remove_entry(directory: Path, entry_id: str) -> None:

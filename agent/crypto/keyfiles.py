@@ -12,16 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from agent.durable import fsync_folder
 from agent.errors import VokterError
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or link in ``folder`` durable: without it a crash can lose the entry."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_new(path: Path, data: bytes) -> bool:

@@ -18,8 +18,9 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent.crypto.keyfiles import fsync_folder, read_key_file, write_new
-from agent.crypto.wrapping import MasterKey
+from agent.crypto.keyfiles import read_key_file, write_new
+from agent.crypto.wrapping import MASTER_KEY_SIZE, MasterKey
+from agent.durable import fsync_folder
 from agent.errors import KeyStoreUnavailable
 
 MASTER_KEY_FILE = "master.key"
@@ -27,7 +28,6 @@ MASTER_KEY_FILE = "master.key"
 #: ``master.key`` after; a start finds it only after a crash in between.
 NEXT_KEY_FILE = "master.key.next"
 CREDENTIAL_NAME = "vokter-master-key"
-MASTER_KEY_BYTES = 32
 
 SOURCE_CREDENTIAL = "credential"
 SOURCE_KEY_STORE = "key store"
@@ -44,7 +44,7 @@ def parse_master_key(data: bytes, where: Path, *, allow_raw: bool = False) -> Ma
     """The base64 text of 32 bytes, or (``allow_raw``, for a credential) the 32 bytes
     themselves: base64 of 32 bytes is 44 characters, so the two cannot be confused. The
     message names the file and what was expected, never the bytes found."""
-    if allow_raw and len(data) == MASTER_KEY_BYTES:
+    if allow_raw and len(data) == MASTER_KEY_SIZE:
         return MasterKey(material=data)
     try:
         material = base64.b64decode(data.strip(), validate=True)
@@ -53,9 +53,9 @@ def parse_master_key(data: bytes, where: Path, *, allow_raw: bool = False) -> Ma
             f"{where} does not hold a master key (expected base64 of 32 bytes and a newline)",
             rule="S5", hint=_RESTORE,
         ) from None
-    if len(material) != MASTER_KEY_BYTES:
+    if len(material) != MASTER_KEY_SIZE:
         raise KeyStoreUnavailable(
-            f"{where} holds a key of {len(material)} bytes, not {MASTER_KEY_BYTES}",
+            f"{where} holds a key of {len(material)} bytes, not {MASTER_KEY_SIZE}",
             rule="S5", hint=_RESTORE,
         )
     return MasterKey(material=material)

@@ -17,8 +17,9 @@ import click
 
 from agent.api import UsageError, VokterError
 from agent.api.offline import manifest_path_for, verify_export
+from agent.durable import fsync_folder
 from cli.context import CliState, pass_state
-from cli.files import place, progress_bar, refuse_existing, sync_folder
+from cli.files import place, progress_bar, refuse_existing
 from cli.output import print_json
 
 FORMATS = ("csv", "jsonl")
@@ -91,7 +92,7 @@ def export(state: CliState, project_id: str | None, user: str | None, since: str
             manifest.unlink(missing_ok=True)
             raise
         temporaries.clear()
-        sync_folder(folder)
+        fsync_folder(folder)
     except OSError as error:
         raise VokterError(f"cannot write the export beside {output}: "
                           f"{error.strerror or error}") from None

@@ -18,8 +18,9 @@ from pathlib import Path
 import click
 
 from agent.api import UsageError, VokterError
+from agent.durable import fsync_folder
 from cli.context import CliState, pass_state
-from cli.files import place, progress_bar, refuse_existing, sync_folder
+from cli.files import place, progress_bar, refuse_existing
 from cli.output import print_json
 
 
@@ -126,7 +127,7 @@ def decrypt(state: CliState, path: Path, output: Path, project_id: str | None, f
                 project=project_id)
         place(temporary, output, force, during="the decryption")
         temporary = None
-        sync_folder(folder)
+        fsync_folder(folder)
     except OSError as error:
         raise VokterError(f"cannot write the plaintext beside {output}: "
                           f"{error.strerror or error}") from None

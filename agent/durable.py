@@ -1,0 +1,42 @@
+"""Writing files so that a crash leaves the old content or the new, whole: never a torn file,
+never a lost name. Used by the key store, the kept checkpoint, the encryption journal and the
+client's output files alike."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or link in ``folder`` durable: without it a crash can lose the entry."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(directory: Path, name: str, data: bytes, *, mode: int = 0o600) -> None:
+    """Put ``data`` at ``directory/name``, replacing what was there: a temporary file (its name
+    starts with '.', so readers can skip leftovers), fsync, rename, fsync of the folder. No
+    symlink is followed, neither the folder nor the names in it."""
+    folder = os.open(directory, _DIR_FLAGS)
+    try:
+        temporary = f".{name}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, mode, dir_fd=folder)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
