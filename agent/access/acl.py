@@ -73,20 +73,16 @@ def open_entry(name: str, dir_fd: int) -> int:
     return os.open(name, OPEN_ENTRY, dir_fd=dir_fd)
 
 
-def open_dir_nofollow(path: str, *, below: int | None = None, readable: bool = False) -> int:
-    """A descriptor of the directory ``path``, walked from / (or from the directory ``below``)
-    refusing a symlink in any component: ``O_PATH`` unless ``readable`` (a descriptor that can
-    open entries and fsync).
+def open_dir_nofollow(path: str, *, readable: bool = False) -> int:
+    """A descriptor of the directory ``path``, walked from / refusing a symlink in any
+    component: ``O_PATH`` unless ``readable`` (a descriptor that can open entries and fsync).
 
     Raises ``NotADirectoryError`` when a component is a symlink or not a directory (including
     the last one), or is '..'; ``FileNotFoundError`` when one is missing.
     """
     kind = os.O_RDONLY if readable else os.O_PATH
     flags = kind | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    if below is None:
-        fd = os.open("/", kind | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        fd = os.open(".", flags, dir_fd=below)
+    fd = os.open("/", kind | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in path.split("/"):
             if not part or part == ".":

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from sqlmodel import Session
 
+from agent.access.acl import proc_path
 from agent.access.permissions import Action, Relation, hides_existence, may
 from agent.access.plan import ZONE_RELATIONS, ZoneAccess, ZoneKind, build_gate_view
 from agent.access.sync import all_plans
@@ -71,7 +72,7 @@ def may_decrypt_elsewhere(relation: Relation) -> bool:
 def opened_path(fd: int) -> str:
     """The path the descriptor was opened at, as this process sees it."""
     try:
-        path = os.readlink(f"/proc/self/fd/{fd}")
+        path = os.readlink(proc_path(fd))
     except OSError:
         raise InvalidRequest("the file passed is not an open file") from None
     if not path.startswith("/") or path.endswith(" (deleted)"):

@@ -63,7 +63,7 @@ class InPlaceResult:
 def open_folder(zone_root: str, folder: str) -> int:
     """A readable descriptor of ``zone_root/folder``, no symlink followed on the way."""
     try:
-        return _open_folder(zone_root, folder)
+        return open_dir_nofollow(os.path.join(zone_root, folder), readable=True)
     except (NotADirectoryError, FileNotFoundError) as error:
         raise InvalidRequest(f"{os.path.join(zone_root, folder)}: a folder on the way is "
                              "missing, a symlink or not a folder; zones never follow links",
@@ -73,14 +73,6 @@ def open_folder(zone_root: str, folder: str) -> int:
             raise
         raise InvalidRequest(f"{os.path.join(zone_root, folder)}: a folder on the way is a "
                              "symlink; zones never follow links") from error
-
-
-def _open_folder(zone_root: str, folder: str) -> int:
-    base = open_dir_nofollow(zone_root, readable=True)
-    try:
-        return open_dir_nofollow(folder, below=base, readable=True)
-    finally:
-        os.close(base)
 
 
 def rename_noreplace(dir_fd: int, source: str, target: str) -> None:

@@ -55,9 +55,6 @@ class StreamingKey:
         if not header + TAG_SIZE < self.segment_size <= MAX_SEGMENT_SIZE:
             raise ValueError(f"segment size must be above {header + TAG_SIZE} bytes")
 
-    def __str__(self) -> str:
-        return repr(self)
-
 
 def header_size(derived_key_size: int) -> int:
     """Length byte, salt (as long as the derived key) and nonce prefix."""

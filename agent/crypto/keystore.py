@@ -41,8 +41,6 @@ from agent.store.tables import Project, ProjectKeyset
 #: Audited by the rotation, and read back by ``status`` for the date of the last one.
 ROTATED_ACTION = "keys.master_rotated"
 
-_RESTORE = "restore the key store from its backup (see docs/keys.md)"
-
 #: Called inside the rotation's transaction with its result, to audit it in the same commit.
 Recorder = Callable[[Session, dict[str, Any]], None]
 
@@ -145,7 +143,6 @@ class KeyStore:
             wrapped=wrap_keyset(keyset, master, keyset_associated_data(project_id),
                                 random=self._random),
             master_key_id=master.key_id,
-            segment_size=keyset.primary.segment_size,
             created_at=now,
         )
 
@@ -173,8 +170,7 @@ class KeyStore:
         if row is None:
             # Never used, so never made: the tombstone stops a keyset being made later.
             row = ProjectKeyset(project_id=project_id, wrapped=None,
-                                master_key_id=self.master_key_id,
-                                segment_size=0, created_at=now)
+                                master_key_id=self.master_key_id, created_at=now)
         elif row.wrapped is None:
             raise Refused(f"the key of project {project_id} was already destroyed "
                           f"{_when_and_who(row)}; there is nothing left to shred", rule="S3")

@@ -158,10 +158,6 @@ class SegmentDecryptor:
         segment of any candidate key, plus one to tell whether more follows."""
         return max(Layout.of(key).first_ciphertext for key in self._candidates) + 1
 
-    @property
-    def segments_done(self) -> int:
-        return self._index
-
     def open_first_into(self, data: memoryview, at_end: bool, out: memoryview) -> tuple[int, int]:
         """Opens segment 0 from ``data`` (``first_read_size`` bytes, fewer only at the end of
         the file); returns (ciphertext bytes used, plaintext bytes written to ``out``)."""

@@ -20,12 +20,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.crypto import protowire as pw
-from agent.crypto.keyset import Keyset, keyset_info, parse_keyset, serialize_keyset
+from agent.crypto.keyset import TAG_SIZE, Keyset, keyset_info, parse_keyset, serialize_keyset
 from agent.errors import KeyStoreUnavailable
 
 MASTER_KEY_SIZE = 32
 NONCE_SIZE = 12
-TAG_SIZE = 16
 _KEY_ID_LABEL = b"vokter-master-key-id"
 
 

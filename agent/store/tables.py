@@ -138,7 +138,6 @@ class ProjectKeyset(SQLModel, table=True):
     #: Tink's EncryptedKeyset under the master key named by ``master_key_id``; None once shredded.
     wrapped: bytes | None = Field(default=None, sa_type=LargeBinary)
     master_key_id: str = Field(max_length=16, index=True)
-    segment_size: int
     created_at: datetime = Field(sa_type=UTCDateTime)
     destroyed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     destroyed_by: str | None = Field(default=None, max_length=64)

@@ -24,7 +24,6 @@ def upgrade() -> None:
     sa.Column('project_id', sa.String(length=32), nullable=False),
     sa.Column('wrapped', sa.LargeBinary(), nullable=True),
     sa.Column('master_key_id', sa.String(length=16), nullable=False),
-    sa.Column('segment_size', sa.Integer(), nullable=False),
     sa.Column('created_at', agent.store.tables.UTCDateTime(), nullable=False),
     sa.Column('destroyed_at', agent.store.tables.UTCDateTime(), nullable=True),
     sa.Column('destroyed_by', sa.String(length=64), nullable=True),
