@@ -121,6 +121,11 @@ class KeyStore:
                                        hint="see 'vokter project list'")
                     row = self._new_row(project_id, self._clock.now())
                     session.add(row)
+        if row.wrapped is not None and row.master_key_id != self.master_key_id:
+            # A rotation by this daemon may be between its commit and taking the new key:
+            # wait it out and read again, rather than tell the user to restart.
+            with self._rotating, self._store.read() as session:
+                row = session.get(ProjectKeyset, project_id) or row
         return self._unwrap(row)
 
     def _unwrap(self, row: ProjectKeyset) -> Keyset:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -308,3 +309,55 @@ def test_s3_a_new_keyset_takes_the_policys_segment_size_and_an_old_one_keeps_its
     add_project(services, "p2")
     assert services.key_store.keyset("p1").primary.segment_size == 65536
     assert services.key_store.keyset("p2").primary.segment_size == 4096
+
+
+class _LateSwap:
+    """Stands in for the key store's master-key lock: when the rotating thread comes to take
+    the new key (its database commit is done), it lets a reader run first, for up to 2 s."""
+
+    def __init__(self, rotating: threading.Thread | None = None) -> None:
+        self._lock = threading.Lock()
+        self.rotator = rotating
+        self.entered = 0
+        self.committed = threading.Event()
+        self.reader_done = threading.Event()
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is self.rotator:
+            self.entered += 1
+            if self.entered == 2:  # the first reads the old key, the second swaps it
+                self.committed.set()
+                self.reader_done.wait(timeout=2)
+        self._lock.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+def test_s5_a_keyset_asked_for_in_the_middle_of_a_rotation_is_still_given(
+        services: Services) -> None:
+    """Between the rotation's commit and this daemon taking the new key, a request sees a
+    keyset wrapped under a key it does not hold yet: it waits for the rotation, not fails."""
+    add_project(services, "p1")
+    key_store = services.key_store
+    expected = key_store.keyset("p1")
+    swap = _LateSwap()
+    key_store._lock = swap  # type: ignore[assignment]
+    got: list[object] = []
+
+    def read() -> None:
+        swap.committed.wait(timeout=10)
+        try:
+            got.append(key_store.keyset("p1"))
+        except Exception as error:
+            got.append(error)
+        swap.reader_done.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    rotator = threading.Thread(target=key_store.rotate_master, args=(services.clock.now(),))
+    swap.rotator = rotator
+    rotator.start()
+    rotator.join(timeout=20)
+    reader.join(timeout=20)
+    assert got == [expected]
