@@ -328,7 +328,8 @@ def recover(journal: Path, keyset_for: Callable[[str], Keyset]) -> list[dict[str
                                   for name in damaged]
     for entry in entries:
         where = {"entry": entry.entry_id, "project": entry.project, "zone": entry.zone,
-                 "path": "/".join(p for p in (entry.folder, entry.name) if p)}
+                 # The full path, as file.encrypted records it, so one search finds both.
+                 "path": os.path.join(entry.zone_root, entry.folder, entry.name)}
         try:
             outcome = recover_entry(entry, keyset_for)
         except (Failed, OSError) as error:

@@ -254,6 +254,7 @@ def test_s3_recovery_after_a_crash_before_the_ciphertext_was_started_keeps_the_p
     _journalled(zone, with_temp=False, cipher=None)
     [done] = recover(zone.journal, zone.keyset_for)
     assert done["outcome"] == "rolled back"
+    assert done["path"] == str(zone.plain)  # as file.encrypted names it
     assert zone.plain.read_bytes() == b"plain" and zone.leftovers() == []
 
 
