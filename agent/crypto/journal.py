@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.durable import replace_durably
+from agent.durable import fsync_folder, replace_durably
 
 JOURNAL_DIR = "crypto-journal"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -44,8 +44,12 @@ class JournalEntry:
 
 
 def journal_dir(state_dir: Path) -> Path:
+    """The journal's folder; made durably the first time, or a crash could lose the folder
+    with the entries in it."""
     path = state_dir / JOURNAL_DIR
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fsync_folder(state_dir)
     return path
 
 
