@@ -111,6 +111,7 @@ def demo(keep: bool) -> None:
         if _show_project(tour, client, me, console) and os.geteuid() == 0:
             _show_access(tour, client, root, console)
             _show_audit(tour, client, root, config, console)
+            _show_encryption(tour, client, root, config, console)
         tour.say("Status", "What an operator checks first:")
         tour.command("vokter status")
         info: dict[str, Any] = client.call("status")
@@ -262,3 +263,52 @@ def _show_audit(tour: Tour, client: VokterClient, root: Path, config: Path,
             console.print("   " + (forged.stderr.strip() or forged.stdout.strip()))
     finally:
         subprocess.run(["userdel", auditor], capture_output=True, check=False)
+
+
+def _show_encryption(tour: Tour, client: VokterClient, root: Path, config: Path,
+                     console: Console) -> None:
+    """A member encrypts a file in place and decrypts a copy; then root shreds the key."""
+    member = f"vkcrypt{os.getpid()}"
+    made = subprocess.run(["useradd", "--no-create-home", "--user-group", member],
+                          capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        console.print(f"   (could not create a demo member: {made.stderr.strip()})")
+        return
+    desk = root / "member"
+    plain = root / "zones" / "p1234" / "data" / "linked.csv"
+    vokter = [*_vokter_command(), "--config", str(config)]
+    try:
+        desk.mkdir(mode=0o700)
+        entry = pwd.getpwnam(member)
+        os.chown(desk, entry.pw_uid, entry.pw_gid)
+        client.call("member.add", project="p1234", user=member, role="member",
+                    reason="links the cohort")
+        plain.write_text("fnr_masked,hba1c\nA-0001,48\n")
+        os.chown(plain, entry.pw_uid, entry.pw_gid)
+        tour.say("Encryption at rest (S3, S4)",
+                 "A member encrypts a file in place with the project's key, which only the "
+                 "daemon holds. The result is Tink's streaming AEAD (AES-256-GCM-HKDF), readable "
+                 "in 25 years with any Tink; the plaintext is removed only once the ciphertext "
+                 "is safely on disk.")
+        tour.command(f"vokter encrypt {plain}")
+        done = _run_as(member, *vokter, "encrypt", str(plain))
+        console.print("   " + (done.stdout.strip() or done.stderr.strip()))
+        cipher = plain.with_name(plain.name + ".tink")
+        out = desk / "linked.csv"
+        tour.command(f"vokter decrypt {cipher} -o linked.csv")
+        opened = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(out))
+        console.print("   " + (opened.stdout.strip() or opened.stderr.strip()))
+        if out.exists():
+            console.print("   " + out.read_text().strip().replace("\n", "\n   "))
+        tour.say("Crypto-shredding",
+                 "At the end, root destroys the project's keyset: every copy of every file "
+                 "encrypted under it becomes unreadable at once, wherever it is.")
+        tour.command("vokter project shred-key p1234 --yes")
+        shredded = subprocess.run([*vokter, "project", "shred-key", "p1234", "--yes"],
+                                  capture_output=True, text=True, timeout=30, check=False)
+        console.print("   " + (shredded.stdout.strip() or shredded.stderr.strip()))
+        tour.command(f"vokter decrypt {cipher} -o again.csv")
+        refused = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(desk / "again.csv"))
+        console.print("   " + (refused.stderr.strip() or refused.stdout.strip()))
+    finally:
+        subprocess.run(["userdel", member], capture_output=True, check=False)

@@ -154,6 +154,10 @@ def test_vokter_demo_runs_the_tour_and_exits_0() -> None:
     # A5: the auditor's export checks out offline, and an edited row is named.
     assert "OK: " in result.stdout and "whole chain" in result.stdout
     assert "was changed: its fields no longer match its hash" in " ".join(result.stdout.split())
+    # S3: a member encrypts and decrypts; after shred-key the file is unreadable.
+    flat = " ".join(result.stdout.split())
+    assert "linked.csv.tink" in flat and "A-0001,48" in flat
+    assert "crypto-shredded" in flat
 
 
 def test_daemon_start_failure_is_one_line_not_a_traceback(enclave_root: Path) -> None:
