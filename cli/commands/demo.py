@@ -98,6 +98,7 @@ def demo(keep: bool) -> None:
     log = root / "vokterd.log"
     client = VokterClient(root / "run" / "vokterd.sock")
     me = pwd.getpwuid(os.getuid()).pw_name
+    users = DemoUsers(console)
     tour.say("A throwaway enclave",
              f"Config, database, socket and project zones all live under {root}.")
     with log.open("wb") as log_file:
@@ -109,9 +110,9 @@ def demo(keep: bool) -> None:
                  f"A real daemon (pid {process.pid}) listens on a Unix socket. It knows who you "
                  "are from the kernel (SO_PEERCRED), not from anything the client says.")
         if _show_project(tour, client, me, console) and os.geteuid() == 0:
-            _show_access(tour, client, root, console)
-            _show_audit(tour, client, root, config, console)
-            _show_encryption(tour, client, root, config, console)
+            _show_access(tour, client, root, console, users)
+            _show_audit(tour, client, root, config, console, users)
+            _show_encryption(tour, client, root, config, console, users)
         tour.say("Status", "What an operator checks first:")
         tour.command("vokter status")
         info: dict[str, Any] = client.call("status")
@@ -129,6 +130,7 @@ def demo(keep: bool) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             code = process.wait()
+        users.remove_all()
         if keep:
             console.print(f"   enclave kept at {root}")
         else:
@@ -173,142 +175,150 @@ def _run_as(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30, check=False)
 
 
-def _show_access(tour: Tour, client: VokterClient, root: Path, console: Console) -> None:
+class DemoUsers:
+    """The tour's Unix users, removed together when the tour ends: removing one midway would
+    free its uid for the next, which would then inherit the first one's roles."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._made: list[str] = []
+
+    def make(self, prefix: str) -> str | None:
+        name = f"{prefix}{os.getpid()}"
+        made = subprocess.run(["useradd", "--no-create-home", "--user-group", name],
+                              capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            self._console.print(f"   (could not create the demo user {name}: "
+                                f"{made.stderr.strip()})")
+            return None
+        self._made.append(name)
+        return name
+
+    def remove_all(self) -> None:
+        for name in self._made:
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+        self._made.clear()
+
+
+def _show_access(tour: Tour, client: VokterClient, root: Path, console: Console,
+                 users: DemoUsers) -> None:
     """Add a member, let them read, remove them, show the kernel refusing the next open."""
-    user = f"vkdemo{os.getpid()}"
-    made = subprocess.run(["useradd", "--no-create-home", "--user-group", user],
-                          capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        console.print(f"   (could not create a demo user: {made.stderr.strip()})")
+    user = users.make("vkdemo")
+    if user is None:
         return
     data = root / "zones" / "p1234" / "data" / "cohort.csv"
-    try:
-        data.write_text("id,hba1c,income\n1,48,512000\n")
-        tour.say("Adding a member",
-                 f"The leader grants {user} access, with a reason (A4). POSIX ACLs are set on "
-                 "every file of the data zone, and the fanotify gate learns of it at once.")
-        tour.command(f'vokter member add p1234 {user} --role member --reason "analyses HbA1c"')
-        client.call("member.add", project="p1234", user=user, role="member",
-                    reason="analyses HbA1c")
-        tour.command(f"runuser -u {user} -- cat {data}")
-        read = _run_as(user, "cat", str(data))
-        console.print("   " + (read.stdout.strip().replace("\n", "\n   ") or read.stderr.strip()))
-        tour.say("Removing the member",
-                 "Access ends on the very next open, for every file and every running process; "
-                 "files the member owns are handed to the leader (A3).")
-        tour.command(f'vokter member remove p1234 {user} --reason "left the project"')
-        removed = client.call("member.remove", project="p1234", user=user,
-                              reason="left the project")
-        console.print(f"   access ended in {removed['effective_ms']} ms")
-        tour.command(f"runuser -u {user} -- cat {data}")
-        denied = _run_as(user, "cat", str(data))
-        console.print("   " + (denied.stderr.strip() or "(read succeeded: unexpected)"))
-    finally:
-        subprocess.run(["userdel", user], capture_output=True, check=False)
+    data.write_text("id,hba1c,income\n1,48,512000\n")
+    tour.say("Adding a member",
+             f"The leader grants {user} access, with a reason (A4). POSIX ACLs are set on "
+             "every file of the data zone, and the fanotify gate learns of it at once.")
+    tour.command(f'vokter member add p1234 {user} --role member --reason "analyses HbA1c"')
+    client.call("member.add", project="p1234", user=user, role="member",
+                reason="analyses HbA1c")
+    tour.command(f"runuser -u {user} -- cat {data}")
+    read = _run_as(user, "cat", str(data))
+    console.print("   " + (read.stdout.strip().replace("\n", "\n   ") or read.stderr.strip()))
+    tour.say("Removing the member",
+             "Access ends on the very next open, for every file and every running process; "
+             "files the member owns are handed to the leader (A3).")
+    tour.command(f'vokter member remove p1234 {user} --reason "left the project"')
+    removed = client.call("member.remove", project="p1234", user=user,
+                          reason="left the project")
+    console.print(f"   access ended in {removed['effective_ms']} ms")
+    tour.command(f"runuser -u {user} -- cat {data}")
+    denied = _run_as(user, "cat", str(data))
+    console.print("   " + (denied.stderr.strip() or "(read succeeded: unexpected)"))
 
 
 def _show_audit(tour: Tour, client: VokterClient, root: Path, config: Path,
-                console: Console) -> None:
+                console: Console, users: DemoUsers) -> None:
     """An auditor exports the project's log and checks it offline; then a forged row fails."""
-    auditor = f"vkaudit{os.getpid()}"
-    made = subprocess.run(["useradd", "--no-create-home", "--user-group", auditor],
-                          capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        console.print(f"   (could not create a demo auditor: {made.stderr.strip()})")
+    auditor = users.make("vkaudit")
+    if auditor is None:
         return
     desk = root / "auditor"
-    try:
-        desk.mkdir(mode=0o700)
-        entry = pwd.getpwnam(auditor)
-        os.chown(desk, entry.pw_uid, entry.pw_gid)
-        tour.say("Appointing an auditor",
-                 "Only the operator appoints auditors (A2). They read the trail, never the data.")
-        tour.command(f'vokter member add p1234 {auditor} --role auditor --reason "internal audit"')
-        client.call("member.add", project="p1234", user=auditor, role="auditor",
-                    reason="internal audit")
-        vokter = [*_vokter_command(), "--config", str(config)]
-        pubkey = desk / "vokter-audit.pub"
-        export = desk / "p1234-audit.csv"
-        tour.say("The auditor exports the project's log (A5)",
-                 "Every administrative act and every open of a project file is in it (opens "
-                 "are merged per program and file each minute, so the member's read arrives "
-                 "when its minute closes), each event chained to the one before and sealed. "
-                 "The daemon signs a manifest beside the file, with the checkpoint that "
-                 "covers it.")
-        tour.command("vokter audit pubkey > vokter-audit.pub")
-        shown = _run_as(auditor, *vokter, "audit", "pubkey")
-        pubkey.write_text(shown.stdout)
-        tour.command("vokter audit export --project p1234 --format csv -o p1234-audit.csv")
-        exported = _run_as(auditor, *vokter, "audit", "export", "--project", "p1234",
-                           "--format", "csv", "-o", str(export))
-        console.print("   " + (exported.stdout.strip() or exported.stderr.strip()))
-        if exported.returncode != 0:
-            return
-        tour.say("Checked outside the enclave",
-                 "With the public key alone: no database, no daemon.")
+    desk.mkdir(mode=0o700)
+    entry = pwd.getpwnam(auditor)
+    os.chown(desk, entry.pw_uid, entry.pw_gid)
+    tour.say("Appointing an auditor",
+             "Only the operator appoints auditors (A2). They read the trail, never the data.")
+    tour.command(f'vokter member add p1234 {auditor} --role auditor --reason "internal audit"')
+    client.call("member.add", project="p1234", user=auditor, role="auditor",
+                reason="internal audit")
+    vokter = [*_vokter_command(), "--config", str(config)]
+    pubkey = desk / "vokter-audit.pub"
+    export = desk / "p1234-audit.csv"
+    tour.say("The auditor exports the project's log (A5)",
+             "Every administrative act and every open of a project file is in it (opens "
+             "are merged per program and file each minute, so the member's read arrives "
+             "when its minute closes), each event chained to the one before and sealed. "
+             "The daemon signs a manifest beside the file, with the checkpoint that "
+             "covers it.")
+    tour.command("vokter audit pubkey > vokter-audit.pub")
+    shown = _run_as(auditor, *vokter, "audit", "pubkey")
+    pubkey.write_text(shown.stdout)
+    tour.command("vokter audit export --project p1234 --format csv -o p1234-audit.csv")
+    exported = _run_as(auditor, *vokter, "audit", "export", "--project", "p1234",
+                       "--format", "csv", "-o", str(export))
+    console.print("   " + (exported.stdout.strip() or exported.stderr.strip()))
+    if exported.returncode != 0:
+        return
+    tour.say("Checked outside the enclave",
+             "With the public key alone: no database, no daemon.")
+    tour.command("vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub")
+    checked = _run_as(auditor, *_vokter_command(), "audit", "verify-export", str(export),
+                      "--pubkey", str(pubkey))
+    console.print("   " + (checked.stdout.strip() or checked.stderr.strip()))
+    rows = export.read_bytes().split(b"\r\n")  # RFC 4180 line ends, kept as they are
+    changed = next((n for n, row in enumerate(rows) if b',"ok",' in row), None)
+    if changed is not None:
+        rows[changed] = rows[changed].replace(b',"ok",', b',"refused",', 1)
+        export.write_bytes(b"\r\n".join(rows))
+        tour.say("A changed row is caught",
+                 "Someone edits one event of the export: the check names it.")
         tour.command("vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub")
-        checked = _run_as(auditor, *_vokter_command(), "audit", "verify-export", str(export),
-                          "--pubkey", str(pubkey))
-        console.print("   " + (checked.stdout.strip() or checked.stderr.strip()))
-        rows = export.read_bytes().split(b"\r\n")  # RFC 4180 line ends, kept as they are
-        changed = next((n for n, row in enumerate(rows) if b',"ok",' in row), None)
-        if changed is not None:
-            rows[changed] = rows[changed].replace(b',"ok",', b',"refused",', 1)
-            export.write_bytes(b"\r\n".join(rows))
-            tour.say("A changed row is caught",
-                     "Someone edits one event of the export: the check names it.")
-            tour.command("vokter audit verify-export p1234-audit.csv --pubkey vokter-audit.pub")
-            forged = _run_as(auditor, *_vokter_command(), "audit", "verify-export",
-                             str(export), "--pubkey", str(pubkey))
-            console.print("   " + (forged.stderr.strip() or forged.stdout.strip()))
-    finally:
-        subprocess.run(["userdel", auditor], capture_output=True, check=False)
+        forged = _run_as(auditor, *_vokter_command(), "audit", "verify-export",
+                         str(export), "--pubkey", str(pubkey))
+        console.print("   " + (forged.stderr.strip() or forged.stdout.strip()))
 
 
 def _show_encryption(tour: Tour, client: VokterClient, root: Path, config: Path,
-                     console: Console) -> None:
+                     console: Console, users: DemoUsers) -> None:
     """A member encrypts a file in place and decrypts a copy; then root shreds the key."""
-    member = f"vkcrypt{os.getpid()}"
-    made = subprocess.run(["useradd", "--no-create-home", "--user-group", member],
-                          capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        console.print(f"   (could not create a demo member: {made.stderr.strip()})")
+    member = users.make("vkcrypt")
+    if member is None:
         return
     desk = root / "member"
     plain = root / "zones" / "p1234" / "data" / "linked.csv"
     vokter = [*_vokter_command(), "--config", str(config)]
-    try:
-        desk.mkdir(mode=0o700)
-        entry = pwd.getpwnam(member)
-        os.chown(desk, entry.pw_uid, entry.pw_gid)
-        client.call("member.add", project="p1234", user=member, role="member",
-                    reason="links the cohort")
-        plain.write_text("fnr_masked,hba1c\nA-0001,48\n")
-        os.chown(plain, entry.pw_uid, entry.pw_gid)
-        tour.say("Encryption at rest (S3, S4)",
-                 "A member encrypts a file in place with the project's key, which only the "
-                 "daemon holds. The result is Tink's streaming AEAD (AES-256-GCM-HKDF), readable "
-                 "in 25 years with any Tink; the plaintext is removed only once the ciphertext "
-                 "is safely on disk.")
-        tour.command(f"vokter encrypt {plain}")
-        done = _run_as(member, *vokter, "encrypt", str(plain))
-        console.print("   " + (done.stdout.strip() or done.stderr.strip()))
-        cipher = plain.with_name(plain.name + ".tink")
-        out = desk / "linked.csv"
-        tour.command(f"vokter decrypt {cipher} -o linked.csv")
-        opened = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(out))
-        console.print("   " + (opened.stdout.strip() or opened.stderr.strip()))
-        if out.exists():
-            console.print("   " + out.read_text().strip().replace("\n", "\n   "))
-        tour.say("Crypto-shredding",
-                 "At the end, root destroys the project's keyset: every copy of every file "
-                 "encrypted under it becomes unreadable at once, wherever it is.")
-        tour.command("vokter project shred-key p1234 --yes")
-        shredded = subprocess.run([*vokter, "project", "shred-key", "p1234", "--yes"],
-                                  capture_output=True, text=True, timeout=30, check=False)
-        console.print("   " + (shredded.stdout.strip() or shredded.stderr.strip()))
-        tour.command(f"vokter decrypt {cipher} -o again.csv")
-        refused = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(desk / "again.csv"))
-        console.print("   " + (refused.stderr.strip() or refused.stdout.strip()))
-    finally:
-        subprocess.run(["userdel", member], capture_output=True, check=False)
+    desk.mkdir(mode=0o700)
+    entry = pwd.getpwnam(member)
+    os.chown(desk, entry.pw_uid, entry.pw_gid)
+    client.call("member.add", project="p1234", user=member, role="member",
+                reason="links the cohort")
+    plain.write_text("fnr_masked,hba1c\nA-0001,48\n")
+    os.chown(plain, entry.pw_uid, entry.pw_gid)
+    tour.say("Encryption at rest (S3, S4)",
+             "A member encrypts a file in place with the project's key, which only the "
+             "daemon holds. The result is Tink's streaming AEAD (AES-256-GCM-HKDF), readable "
+             "in 25 years with any Tink; the plaintext is removed only once the ciphertext "
+             "is safely on disk.")
+    tour.command(f"vokter encrypt {plain}")
+    done = _run_as(member, *vokter, "encrypt", str(plain))
+    console.print("   " + (done.stdout.strip() or done.stderr.strip()))
+    cipher = plain.with_name(plain.name + ".tink")
+    out = desk / "linked.csv"
+    tour.command(f"vokter decrypt {cipher} -o linked.csv")
+    opened = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(out))
+    console.print("   " + (opened.stdout.strip() or opened.stderr.strip()))
+    if out.exists():
+        console.print("   " + out.read_text().strip().replace("\n", "\n   "))
+    tour.say("Crypto-shredding",
+             "At the end, root destroys the project's keyset: every copy of every file "
+             "encrypted under it becomes unreadable at once, wherever it is.")
+    tour.command("vokter project shred-key p1234 --yes")
+    shredded = subprocess.run([*vokter, "project", "shred-key", "p1234", "--yes"],
+                              capture_output=True, text=True, timeout=30, check=False)
+    console.print("   " + (shredded.stdout.strip() or shredded.stderr.strip()))
+    tour.command(f"vokter decrypt {cipher} -o again.csv")
+    refused = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(desk / "again.csv"))
+    console.print("   " + (refused.stderr.strip() or refused.stdout.strip()))
