@@ -3,7 +3,8 @@
 File names in research data sometimes carry a fødselsnummer (``12345678901.csv``). The audit
 trail must name the file (which file drifted, which open was denied) without ever holding the
 number, so anything that looks like one (11 digits, optionally split 6+5) is replaced. Masking a
-harmless 11-digit run too is the price of never recording a real one.
+harmless 11-digit run too is the price of never recording a real one. The one exception is a
+long lowercase hex token (a key id, a hash): its digits are not a number given to a person.
 """
 
 from __future__ import annotations
@@ -11,13 +12,30 @@ from __future__ import annotations
 import re
 
 _IDENTITY_NUMBER = re.compile(r"(?<![0-9])[0-9]{6}[ .\-]?[0-9]{5}(?![0-9])")
+#: A run of lowercase hex of at least 16 characters with a letter in it: a key id or a hash
+#: that Vokter itself printed (1 in 30 key ids holds 11 digits in a row), not a number a
+#: person was given. Masking those made key ids in errors unreadable.
+_DIGEST = re.compile(r"[0-9a-f]{16,}")
 MASK = "[id-number]"
 
 
+def _inside_a_digest(text: str, match: re.Match[str]) -> bool:
+    if not match.group().isdigit():
+        return False  # a number split 6+5 is never part of a digest
+    start, end = match.span()
+    while start > 0 and text[start - 1] in "0123456789abcdef":
+        start -= 1
+    while end < len(text) and text[end] in "0123456789abcdef":
+        end += 1
+    token = text[start:end]
+    return _DIGEST.fullmatch(token) is not None and not token.isdigit()
+
+
 def redact_identity_numbers(text: str) -> str:
-    return _IDENTITY_NUMBER.sub(MASK, text)
+    return _IDENTITY_NUMBER.sub(
+        lambda match: match.group() if _inside_a_digest(text, match) else MASK, text)
 
 
 def has_identity_number(text: str) -> bool:
     """Cheaper than masking when, as almost always, there is nothing to mask."""
-    return _IDENTITY_NUMBER.search(text) is not None
+    return any(not _inside_a_digest(text, match) for match in _IDENTITY_NUMBER.finditer(text))

@@ -24,3 +24,21 @@ def test_identity_numbers_in_paths_are_masked(text: str, expected: str) -> None:
                                   "/z/p1/data/012345678901234.bin", "pid 4242"])
 def test_other_numbers_are_left_alone(text: str) -> None:
     assert redact_identity_numbers(text) == text
+
+
+@pytest.mark.parametrize("text", [
+    "master key 35217724739beced",                # a key id: 1 in 30 holds 11 digits in a row
+    "hash 9f86d081884c7d659a2feaa0c55ad01501019912345e8b8c4c4b3fd8cc6d1d0f",
+])
+def test_key_ids_and_hashes_are_not_taken_for_identity_numbers(text: str) -> None:
+    assert redact_identity_numbers(text) == text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/z/id01019912345.csv", f"/z/id{MASK}.csv"),          # short: a name, not a digest
+    ("fnr 01019912345abc", f"fnr {MASK}abc"),              # under 16 hex characters
+    ("0123456789abcdef 01019912345", f"0123456789abcdef {MASK}"),
+    ("DEADBEEF01019912345CAFE", f"DEADBEEF{MASK}CAFE"),   # not the lowercase hex we print
+])
+def test_an_identity_number_beside_letters_is_still_masked(text: str, expected: str) -> None:
+    assert redact_identity_numbers(text) == expected
