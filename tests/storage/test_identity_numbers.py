@@ -12,39 +12,15 @@ from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, kontonr
 
 from agent.storage.identity_numbers import (
-    FIRST_WEIGHTS,
-    SECOND_WEIGHTS,
     CheckRule,
     NumberKind,
     Verdict,
     classify,
     is_identity_number,
 )
+from tests.support.identity_numbers import make, some
 
 TODAY = date(2026, 11, 23)
-
-
-def make(day: int, month: int, year: int, individual: int, remainder: int = 0) -> str | None:
-    """The number with these parts whose first weighted sum leaves ``remainder``; None when
-    no single check digit gives it (or the second check digit would be 10)."""
-    body = [int(c) for c in f"{day:02d}{month:02d}{year:02d}{individual:03d}"]
-    first = (remainder - sum(d * w for d, w in zip(body, FIRST_WEIGHTS, strict=False))) % 11
-    if first > 9:
-        return None
-    body.append(first)
-    second = -sum(d * w for d, w in zip(body, SECOND_WEIGHTS, strict=False)) % 11
-    if second > 9:
-        return None
-    return "".join(map(str, [*body, second]))
-
-
-def some(day: int, month: int, year: int, remainder: int = 0, start: int = 0) -> str:
-    """The first individual number from ``start`` that gives valid check digits."""
-    for individual in range(start, 1000):
-        number = make(day, month, year, individual, remainder)
-        if number is not None:
-            return number
-    raise AssertionError("no individual number gives valid check digits")
 
 
 def test_s4_a_number_from_the_stdnum_documentation_is_a_fodselsnummer_by_the_current_rule(
