@@ -10,11 +10,10 @@ from datetime import date
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stdnum.no import kontonr
 
 from agent.storage.evidence import as_identity_number, judge_table, scan_text
 from agent.storage.identity_numbers import NumberKind
-from tests.support.identity_numbers import some
+from tests.support.identity_numbers import bank_account_numbers, some
 
 TODAY = date(2026, 11, 23)
 SHARE = 0.9
@@ -27,17 +26,6 @@ def numbers(count: int, seed: int) -> list[str]:
                  start=rnd.randint(0, 400)) for _ in range(count)]
 
 
-def accounts(count: int, seed: int) -> list[str]:
-    rnd = random.Random(seed)
-    found: list[str] = []
-    while len(found) < count:
-        base = f"{rnd.randrange(10**10):010d}"
-        number = base + kontonr._calc_check_digit(base)
-        if kontonr.is_valid(number):
-            found.append(number)
-    return found
-
-
 def table(**columns: list[str]) -> tuple[list[str], list[list[str]]]:
     header = list(columns)
     return header, [list(row) for row in zip(*columns.values(), strict=True)]
@@ -47,7 +35,7 @@ def test_s4_a_column_of_identity_numbers_is_one_and_its_neighbours_are_not() -> 
     rnd = random.Random(1)
     header, rows = table(
         fnr=numbers(500, 2),
-        konto=accounts(500, 3),
+        konto=bank_account_numbers(500, seed=3),
         random11=[f"{rnd.randrange(10**11):011d}" for _ in range(500)],
         hba1c=[str(rnd.randint(30, 90)) for _ in range(500)],
     )
@@ -93,7 +81,7 @@ def test_s4_short_rows_and_extra_cells_do_not_break_the_count() -> None:
 def test_s4_text_hits_are_single_hits_counted_by_kind() -> None:
     d_number = some(15 + 40, 10, 86)
     text = (f"Kontakt: {some(1, 2, 83)} (pasient), pårørende {d_number}. "
-            f"Ikke et nummer: {'9' * 12}, kontonummer {accounts(1, 6)[0][:4]}.")
+            f"Ikke et nummer: {'9' * 12}, kontonummer {bank_account_numbers(1, seed=6)[0][:4]}.")
     hits = scan_text([text], today=TODAY)
     assert hits.kinds.get(NumberKind.FODSELSNUMMER, 0) + hits.kinds.get(
         NumberKind.D_NUMBER, 0) == 2

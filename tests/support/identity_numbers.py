@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import random
+
+from stdnum.no import kontonr
+
 from agent.storage.identity_numbers import FIRST_WEIGHTS, SECOND_WEIGHTS
 
 
@@ -27,3 +31,15 @@ def some(day: int, month: int, year: int, remainder: int = 0, start: int = 0) ->
         if number is not None:
             return number
     raise AssertionError("no individual number gives valid check digits")
+
+
+def bank_account_numbers(count: int, seed: int) -> list[str]:
+    """Valid Norwegian account numbers (mod 11, the same as a fødselsnummer's second check)."""
+    rnd = random.Random(seed)
+    found: list[str] = []
+    while len(found) < count:
+        base = f"{rnd.randrange(10**10):010d}"
+        number = base + kontonr._calc_check_digit(base)
+        if kontonr.is_valid(number):
+            found.append(number)
+    return found
