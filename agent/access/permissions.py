@@ -48,6 +48,15 @@ class Action(StrEnum):
     KEY_SHRED = "key.shred"
     #: See the key store's state and rotate the master key (S5): the operator's.
     KEY_ADMIN = "key.admin"
+    #: See a project's storage violations: the leader answers for them, the auditor checks.
+    VIOLATION_READ = "violation.read"
+    #: Close a violation with a note saying what was done about it.
+    VIOLATION_RESOLVE = "violation.resolve"
+    #: Scan a project's zones on demand (S1-S7, D2, D5).
+    STORAGE_SCAN = "storage.scan"
+    #: Record a delivered dataset and its approved variables (D2): the leader applied for them.
+    DATASET_ADD = "dataset.add"
+    DATASET_LIST = "dataset.list"
 
 
 _ANYONE = frozenset(Relation)
@@ -73,6 +82,11 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.DATA_DECRYPT: frozenset({Relation.LEADER, Relation.MEMBER, Relation.KEY_CUSTODIAN}),
     Action.KEY_SHRED: frozenset({Relation.ROOT}),
     Action.KEY_ADMIN: frozenset({Relation.ROOT}),
+    Action.VIOLATION_READ: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
+    Action.VIOLATION_RESOLVE: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.STORAGE_SCAN: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.DATASET_ADD: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.DATASET_LIST: _INSIDE,
 }
 
 #: Which action adding or removing each grantable role is.

@@ -143,4 +143,53 @@ class ProjectKeyset(SQLModel, table=True):
     destroyed_by: str | None = Field(default=None, max_length=64)
 
 
-ALL_TABLES = (Project, Member, AuditEvent, AuditHead, AuditCheckpoint, ProjectKeyset)
+class Violation(SQLModel, table=True):
+    """A storage rule found broken (S1, S2, S4, S5, S7, D2, D5) and what the daemon did about it.
+
+    ``fingerprint`` says which state of the thing was judged (a file's size, time and inode,
+    a mount's device): the same finding about an unchanged thing is not recorded twice while
+    it is open. ``summary`` and ``details`` hold counts and column names, never a value read
+    from a file. ``project_id`` is empty for findings about the host (a portable medium)."""
+
+    __tablename__ = "violation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str | None = Field(default=None, max_length=32, index=True)
+    rule: str = Field(max_length=16)
+    #: What was found: "identity_numbers", "linkage_key", "portable_medium", "copy", ...
+    kind: str = Field(max_length=32)
+    path: str = Field(max_length=4096)
+    zone: str | None = Field(default=None, max_length=16)
+    fingerprint: str = Field(max_length=128)
+    detected_at: datetime = Field(sa_type=UTCDateTime)
+    #: The policy's response: "encrypt", "quarantine", "move_to_key_zone", "unmount", "alert".
+    action: str = Field(max_length=32)
+    #: "done", "failed" or "none" (alert only); ``action_note`` says what happened.
+    action_outcome: str = Field(max_length=16)
+    action_note: str = Field(default="", max_length=1000)
+    summary: str = Field(max_length=1000)
+    details: str = Field(default="{}", sa_type=Text)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_by: str | None = Field(default=None, max_length=64)
+    resolution_note: str | None = Field(default=None, max_length=1000)
+
+
+class Dataset(SQLModel, table=True):
+    """A delivered dataset (D2): where it lies, which register it came from, and the variables
+    the project was approved to receive, as the source names them."""
+
+    __tablename__ = "dataset"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    path: str = Field(max_length=4096)
+    source: str = Field(max_length=128)
+    #: JSON arrays of column names: the approved variables, and the columns the file held.
+    variables: str = Field(sa_type=Text)
+    columns: str = Field(sa_type=Text)
+    added_by: str = Field(max_length=64)
+    added_at: datetime = Field(sa_type=UTCDateTime)
+
+
+ALL_TABLES = (Project, Member, AuditEvent, AuditHead, AuditCheckpoint, ProjectKeyset,
+              Violation, Dataset)

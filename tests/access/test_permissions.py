@@ -40,6 +40,11 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.DATA_DECRYPT:   (False, True, True,  True,  False, False),
     Action.KEY_SHRED:      (True, False, False, False, False, False),
     Action.KEY_ADMIN:      (True, False, False, False, False, False),
+    Action.VIOLATION_READ: (True, True,  False, False, True,  False),
+    Action.VIOLATION_RESOLVE: (True, True, False, False, False, False),
+    Action.STORAGE_SCAN:   (True, True,  False, False, False, False),
+    Action.DATASET_ADD:    (True, True,  False, False, False, False),
+    Action.DATASET_LIST:   (True, True,  True,  True,  True,  False),
 }
 
 
@@ -127,7 +132,8 @@ def test_relation_and_action_names_are_stable() -> None:
     assert [a.value for a in Action] == [
         "project.create", "project.show", "status", "member.grant", "member.revoke",
         "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check",
-        "audit.read", "data.encrypt", "data.decrypt", "key.shred", "key.admin"]
+        "audit.read", "data.encrypt", "data.decrypt", "key.shred", "key.admin",
+        "violation.read", "violation.resolve", "storage.scan", "dataset.add", "dataset.list"]
 
 
 def test_a1_only_root_and_the_leader_grant_and_revoke_data_and_key_access() -> None:
@@ -165,3 +171,13 @@ def test_s3_root_and_everyone_a_zone_admits_encrypt_but_not_auditors_or_outsider
 
 def test_s3_root_the_operator_never_decrypts_project_files() -> None:
     assert [r for r in COLUMNS if may(Action.DATA_DECRYPT, r)] == [L, M, K]
+
+
+def test_s4_violations_are_seen_by_the_leader_and_auditor_and_closed_by_the_leader() -> None:
+    assert [r for r in COLUMNS if may(Action.VIOLATION_READ, r)] == [R, L, A]
+    assert [r for r in COLUMNS if may(Action.VIOLATION_RESOLVE, r)] == [R, L]
+
+
+def test_d2_the_leader_records_delivered_datasets_and_every_insider_lists_them() -> None:
+    assert [r for r in COLUMNS if may(Action.DATASET_ADD, r)] == [R, L]
+    assert [r for r in COLUMNS if may(Action.DATASET_LIST, r)] == [R, L, M, K, A]
