@@ -63,6 +63,9 @@ class StoragePolicy:
     #: share of a column's non-empty values that must validate as identity numbers before
     #: the column counts as identifying (single hits are ~1 % noise, see domain.md).
     identifier_column_share: float
+    #: D5: registers whose de-identified data must never be linked with other sources, as
+    #: the datasets' ``source`` names them (matched case-insensitively).
+    deidentified_registers: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ _EXPECTED = {
     "float": "a number",
     "bool": "true or false",
     "paths": "an array of strings",
+    "names": "an array of strings",
 }
 
 
@@ -189,7 +190,7 @@ def _l_diversity(value: int) -> str | None:
 class _Key:
     kind: str  # a key of _EXPECTED
     check: Check | None = None
-    rule: str = ""  # for "paths": the rule behind each path
+    rule: str = ""  # for "paths" and "names": the rule behind each entry
     mounts: bool = False  # for "paths": media mount points (at least one, never "/")
 
 
@@ -213,6 +214,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "export_plaintext_identifiers": _Key("str", _choice(m.ExportAction, "S7")),
         "copy_scan_paths": _Key("paths", rule="S1"),
         "identifier_column_share": _Key("float", _between(0.5, 1.0, "S4")),
+        "deidentified_registers": _Key("names", rule="D5"),
     },
     "access": {
         "ended_leader_read": _Key("bool"),
@@ -282,7 +284,7 @@ def _type_ok(kind: str, value: object) -> bool:
         return isinstance(value, int | float)
     if kind == "str":
         return isinstance(value, str)
-    return isinstance(value, list)  # "paths": elements are checked one by one
+    return isinstance(value, list)  # "paths", "names": elements are checked one by one
 
 
 def _wrong_type(kind: str, value: object) -> str:
@@ -319,6 +321,44 @@ def _check_paths(dotted: str, value: list[Any], spec: _Key) -> list[Issue]:
     return issues
 
 
+#: Register names are compared with datasets' sources and shown in violations: one short line.
+MAX_NAME_CHARS = 128
+
+
+def _name_problem(name: object) -> str | None:
+    if not isinstance(name, str):
+        return f"must be a string, not {_TOML_TYPE.get(type(name).__name__, 'something else')}"
+    if not name.strip():
+        return "must not be empty"
+    if name != name.strip():
+        return "must not begin or end with spaces"
+    if len(name) > MAX_NAME_CHARS:
+        return f"must be at most {MAX_NAME_CHARS} characters"
+    if not name.isprintable():
+        return "must not hold control characters"
+    return None
+
+
+def _check_names(dotted: str, value: list[Any], spec: _Key) -> list[Issue]:
+    """Names are matched case-insensitively, so "NOIS" and "nois" are one name listed twice.
+
+    An empty list is refused: it would switch the rule off, and domain.md names the registers.
+    """
+    if not value:
+        return [(dotted, f"[]: must list at least one name ({spec.rule})")]
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    for index, name in enumerate(value):
+        problem = _name_problem(name)
+        if problem is None and name.casefold() in seen:
+            problem = "listed twice (names are compared ignoring case)"
+        if problem is not None:
+            issues.append((f"{dotted}[{index}]", f"{render_value(name)}: {problem} ({spec.rule})"))
+        elif isinstance(name, str):
+            seen.add(name.casefold())
+    return issues
+
+
 def _check_section(
     section: str, table: dict[str, Any], keys: dict[str, _Key], clean: dict[str, Any]
 ) -> list[Issue]:
@@ -334,6 +374,10 @@ def _check_section(
             continue
         if spec.kind == "paths":
             problems = _check_paths(dotted, value, spec)
+            issues.extend(problems)
+            value = tuple(value)
+        elif spec.kind == "names":
+            problems = _check_names(dotted, value, spec)
             issues.extend(problems)
             value = tuple(value)
         else:
