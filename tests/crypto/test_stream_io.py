@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.crypto.keyset import Keyset, StreamingKey, new_keyset
-from agent.crypto.stream_io import StreamResult, decrypt_stream, encrypt_stream
+from agent.crypto.stream_io import StreamResult, decrypt_stream, encrypt_stream, sealed_with
 from agent.crypto.streaming import Layout, SegmentDecryptor, SegmentEncryptor
 
 AD = b"vokter-file-v1:stream-test"
@@ -199,3 +199,30 @@ def test_s3_every_key_is_tried_whatever_its_segment_size(tmp_path: Path) -> None
         assert decrypt_file(tmp_path / "sealed", tmp_path / "opened", keyset).plaintext_bytes \
             == size
         assert (tmp_path / "opened").read_bytes() == data
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 200_000])
+def test_s4_sealed_with_knows_the_project_s_own_ciphertext_and_nothing_else(
+        tmp_path: Path, size: int) -> None:
+    """The storage rules skip files sealed with the project's key; a plaintext, another
+    project's ciphertext or a file that merely starts like a header is not one."""
+    keyset, other = new_keyset(segment_size=4096), new_keyset(segment_size=4096)
+    plain, sealed = tmp_path / "plain", tmp_path / "sealed"
+    plain.write_bytes(os.urandom(size))
+    encrypt_file(plain, sealed, keyset.primary)
+
+    def check(path: Path, ks: Keyset) -> bool:
+        with path.open("rb") as handle:
+            handle.seek(3)
+            answer = sealed_with(handle.fileno(), ks, AD)
+            assert handle.tell() == 3  # the offset is left alone
+            return answer
+
+    assert check(sealed, keyset)
+    assert not check(sealed, other)
+    assert not check(plain, keyset)
+    looks_like = tmp_path / "looks_like"
+    looks_like.write_bytes(sealed.read_bytes()[:41] + os.urandom(200))
+    assert not check(looks_like, keyset)
+    (tmp_path / "empty").write_bytes(b"")
+    assert not check(tmp_path / "empty", keyset)
