@@ -34,7 +34,13 @@ from sqlmodel import select as sql_select
 from agent.api.dispatch import Caller, RequestContext
 from agent.audit.redact import redact_identity_numbers
 from agent.services import Services
-from agent.storage.copies import ZoneFileIndex, copy_fingerprint, open_regular, walk_regular_files
+from agent.storage.copies import (
+    FoundFile,
+    ZoneFileIndex,
+    copy_fingerprint,
+    open_regular,
+    walk_regular_files,
+)
 from agent.storage.findings import NOTHING_DONE, ActionResult, Finding, Outcome, Response
 from agent.storage.mounts import (
     PORTABLE_BUSES,
@@ -42,6 +48,7 @@ from agent.storage.mounts import (
     DeviceFacts,
     MediumWalk,
     Mount,
+    is_portable_device,
     medium_fingerprint,
     parse_mountinfo,
     portable_findings,
@@ -83,16 +90,21 @@ def read_device_facts(major: int, minor: int, sysfs_root: str = SYSFS) -> Device
 
     A partition has no ``removable`` of its own that means anything: the disk it belongs to (its
     parent directory in sysfs) does. The bus is the ``subsystem`` of the devices up the path:
-    the first portable one wins, else the nearest real bus is kept to be reported."""
+    the first portable one wins, else the nearest real bus is kept to be reported. A device
+    mapper or md device (an encrypted stick opened with cryptsetup) is as portable as the
+    devices under it (``slaves``)."""
     link = Path(sysfs_root) / "dev" / "block" / f"{major}:{minor}"
     try:
         device = link.resolve(strict=True)
     except OSError:
         return None
+    return _facts_of(device, Path(sysfs_root).resolve() / "devices", depth=0)
+
+
+def _facts_of(device: Path, devices_root: Path, depth: int) -> DeviceFacts:
     removable = _read_flag(device / "removable")
     if (device / "partition").exists():
         removable = removable or _read_flag(device.parent / "removable")
-    devices_root = Path(sysfs_root) / "devices"
     nearest: str | None = None
     for ancestor in (device, *device.parents):
         if ancestor == devices_root or devices_root not in ancestor.parents:
@@ -105,7 +117,21 @@ def read_device_facts(major: int, minor: int, sysfs_root: str = SYSFS) -> Device
             return DeviceFacts(removable=removable, bus=subsystem)
         if nearest is None and subsystem != "block":
             nearest = subsystem
-    return DeviceFacts(removable=removable, bus=nearest)
+    facts = DeviceFacts(removable=removable, bus=nearest)
+    if is_portable_device(facts) or depth >= 4:
+        return facts
+    try:
+        slaves = sorted((device / "slaves").iterdir())
+    except OSError:
+        return facts
+    for slave in slaves:
+        try:
+            under = _facts_of(slave.resolve(strict=True), devices_root, depth + 1)
+        except OSError:
+            continue
+        if is_portable_device(under):
+            return under
+    return facts
 
 
 def gather_device_facts(
@@ -303,28 +329,38 @@ class MountMonitor:
         checked = 0
         found: list[Finding] = []
         stopped: str | None = None
-        for entry in walk_regular_files(mount.mount_point, one_file_system=True):
-            if checked >= self._walk_max_files:
-                stopped = f"limit of {self._walk_max_files} files"
-                break
-            if clock.monotonic() > deadline:
-                stopped = f"time budget of {self._walk_seconds:g} s"
-                break
-            checked += 1
-            if not index.has_size(entry.status.st_size):
-                continue
-            fd = open_regular(entry)
-            if fd is None:
-                continue
-            try:
-                match = index.match(fd, entry.status.st_size)
-            finally:
-                os.close(fd)
-            if match is not None:
-                found.append(project_file_finding(
-                    medium, project=match[0], path=entry.path, zone_path=match[1],
-                    fingerprint=f"{mount.mount_id}:{copy_fingerprint(entry.status)}"))
+        try:
+            for entry in walk_regular_files(mount.mount_point, one_file_system=True):
+                if checked >= self._walk_max_files:
+                    stopped = f"limit of {self._walk_max_files} files"
+                    break
+                if clock.monotonic() > deadline:
+                    stopped = f"time budget of {self._walk_seconds:g} s"
+                    break
+                checked += 1
+                match = _look_up(entry, index)
+                if match is not None:
+                    found.append(project_file_finding(
+                        medium, project=match[0], path=entry.path, zone_path=match[1],
+                        fingerprint=f"{mount.mount_id}:{copy_fingerprint(entry.status)}"))
+        except OSError as error:  # a failing stick is still unmounted: the search just ends
+            stopped = f"read error: {error.strerror or type(error).__name__}"
         return MediumWalk(checked, len(found), stopped), found
+
+
+def _look_up(entry: FoundFile, index: ZoneFileIndex) -> tuple[str, str] | None:
+    """The zone file ``entry`` is a copy of; an unreadable file is passed over."""
+    if not index.has_size(entry.status.st_size):
+        return None
+    fd = open_regular(entry)
+    if fd is None:
+        return None
+    try:
+        return index.match(fd, entry.status.st_size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_whole(fd: int) -> str:

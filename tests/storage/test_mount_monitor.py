@@ -301,7 +301,7 @@ def test_s2_the_thread_survives_a_mount_table_it_cannot_read_and_never_logs_a_nu
     assert logs and not any(re.search(number, repr(record)) for record in logs)
 
 
-def test_s2_sysfs_says_a_usb_partition_is_portable_through_its_disk(tmp_path: Path) -> None:
+def test_s2_sysfs_says_a_usb_partition_or_a_mapper_on_it_is_portable(tmp_path: Path) -> None:
     """A sysfs tree laid out as the kernel lays out a USB stick's partition; the device
     facts come from the partition's disk and the subsystem links up its path."""
     sysfs = tmp_path / "sys"
@@ -325,6 +325,16 @@ def test_s2_sysfs_says_a_usb_partition_is_portable_through_its_disk(tmp_path: Pa
     assert read_device_facts(8, 17, str(sysfs)) == DeviceFacts(removable=True, bus="usb")
     assert read_device_facts(8, 16, str(sysfs)) == DeviceFacts(removable=True, bus="usb")
     assert read_device_facts(8, 99, str(sysfs)) is None
+    # an encrypted stick opened with cryptsetup: a virtual dm device on the usb partition
+    mapper = sysfs / "devices/virtual/block/dm-0"
+    (mapper / "slaves").mkdir(parents=True)
+    (mapper / "removable").write_text("0\n")
+    (mapper / "subsystem").symlink_to(sysfs / "class/block")
+    (mapper / "slaves/sdb1").symlink_to(disk / "sdb1")
+    (sysfs / "dev/block/253:0").symlink_to(mapper)
+    assert read_device_facts(253, 0, str(sysfs)) == DeviceFacts(removable=True, bus="usb")
+    (mapper / "slaves/sdb1").unlink()
+    assert read_device_facts(253, 0, str(sysfs)) == DeviceFacts(removable=False, bus=None)
 
 
 def test_s2_sysfs_of_this_host_says_loop_devices_are_not_portable(
