@@ -12,9 +12,16 @@ it, which raises ``UnreadableFile``.
 
 from __future__ import annotations
 
-from agent.storage.formats import delimited
+from agent.storage.formats import columnar, delimited, jsondoc, spreadsheet
 from agent.storage.formats.model import Content, Table, Text, UnreadableFile, head
-from agent.storage.formats.sniff import SAMPLE_SIZE, Kind, binary_kind, encoding, text_kind
+from agent.storage.formats.sniff import (
+    SAMPLE_SIZE,
+    Kind,
+    binary_kind,
+    encoding,
+    extension,
+    text_kind,
+)
 
 __all__ = ["Content", "Table", "Text", "UnreadableFile", "column_names", "read_content"]
 
@@ -42,10 +49,29 @@ def read_content(fd: int, name: str) -> list[Content]:
     kind, chosen, delimiter = found
     if kind is Kind.DELIMITED and delimiter is not None:
         return [delimited.read_delimited(fd, chosen, delimiter)]
+    if kind in (Kind.JSON, Kind.JSON_LINES):
+        read = jsondoc.read_json if kind is Kind.JSON else jsondoc.read_json_lines
+        try:
+            return [read(fd, chosen)]
+        except UnreadableFile:
+            # Only a file named as JSON claims to be JSON; a log line starting with "[" or
+            # "{" does not, and is read as the text it is.
+            if extension(name) in (".json", ".jsonl", ".ndjson"):
+                raise
     return [delimited.read_text(fd, chosen)]
 
 
 def _read_binary(fd: int, name: str, kind: Kind) -> list[Content]:
+    if kind is Kind.PARQUET:
+        return [columnar.read_parquet(fd)]
+    if kind is Kind.STATA:
+        return [columnar.read_statistical(fd, "stata")]
+    if kind is Kind.SPSS:
+        return [columnar.read_statistical(fd, "spss")]
+    if kind is Kind.ZIP:
+        if not spreadsheet.is_workbook(fd):
+            return []  # a document or an archive: no table to judge
+        return list(spreadsheet.read_workbook(fd))
     return []
 
 
@@ -63,4 +89,6 @@ def column_names(fd: int, name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     kind, chosen, delimiter = found
     if kind is Kind.DELIMITED and delimiter is not None:
         return (("", delimited.header(fd, chosen, delimiter)),)
+    if kind in (Kind.JSON, Kind.JSON_LINES):
+        return tuple((t.name, t.header) for t in read_content(fd, name) if isinstance(t, Table))
     return ()

@@ -17,7 +17,7 @@ from agent.storage.formats.model import Table, Text, UnreadableFile, open_bytes
 CHUNK_CHARS = 1 << 20
 
 
-def _text_stream(fd: int, encoding: str) -> io.TextIOWrapper:
+def text_stream(fd: int, encoding: str) -> io.TextIOWrapper:
     # A cell that is not valid in the chosen encoding (a stray byte deep in a UTF-8 file)
     # becomes U+FFFD: what matters here are digits, and one bad byte must not hide a file.
     return io.TextIOWrapper(open_bytes(fd), encoding=encoding, errors="replace", newline="")
@@ -26,7 +26,7 @@ def _text_stream(fd: int, encoding: str) -> io.TextIOWrapper:
 def _records(fd: int, encoding: str,
              delimiter: str) -> Generator[tuple[str, ...], None, None]:
     """Every non-blank record, the header first."""
-    with _text_stream(fd, encoding) as stream:
+    with text_stream(fd, encoding) as stream:
         try:
             yield from map(tuple, filter(None, csv.reader(stream, delimiter=delimiter)))
         except csv.Error as error:
@@ -54,7 +54,7 @@ def read_delimited(fd: int, encoding: str, delimiter: str) -> Table:
 
 
 def _chunks(fd: int, encoding: str) -> Iterator[str]:
-    with _text_stream(fd, encoding) as stream:
+    with text_stream(fd, encoding) as stream:
         while chunk := stream.read(CHUNK_CHARS):
             yield chunk
 
