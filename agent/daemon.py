@@ -38,6 +38,9 @@ from agent.operations import OPERATIONS
 from agent.policy import Policy, default_policy_path, load_named_policy, load_policy_file
 from agent.sd_notify import notify, watchdog_interval
 from agent.services import PolicyHolder, Services
+from agent.storage.relocate import journal_folder
+from agent.storage.relocate import recover as recover_moves
+from agent.storage.watcher import StorageWatcher
 from agent.store import AuditEvent, Store
 from agent.store.migrate import current_revision, upgrade
 
@@ -170,12 +173,17 @@ class Daemon:
             sealer.start()
             access = AccessRuntime(services, self.self_caller)
             access.start()
+            # Moves out of a zone that a crash interrupted are settled before any new one.
+            self._recover_moves(services)
+            services.storage = storage = StorageWatcher(services, self.self_caller)
+            storage.start()
             server.start()
             try:
                 self._main_loop(services)
             finally:
                 notify("STOPPING=1")
                 server.stop()
+                storage.stop()
                 access.stop()
                 try:
                     self._audit_self(services, "daemon.stop", details={})
@@ -186,6 +194,12 @@ class Daemon:
         finally:
             lock.release()
         return 0
+
+    def _recover_moves(self, services: Services) -> None:
+        for outcome in recover_moves(journal_folder(self.config.state_dir)):
+            log.warning("move_recovered", **outcome)
+            self._audit_self(services, "file.move_recovered", target=outcome.get("path"),
+                             details=outcome)
 
     def _main_loop(self, services: Services) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent.access.live import GateViewHolder
 from agent.audit.keys import AuditKeys
@@ -16,6 +17,9 @@ from agent.config import Config
 from agent.crypto.keystore import KeyStore
 from agent.policy import Policy
 from agent.store import Store
+
+if TYPE_CHECKING:
+    from agent.storage.watcher import StorageWatcher
 
 
 class PolicyHolder:
@@ -52,3 +56,5 @@ class Services:
     watchers: list[str] = field(default_factory=list)
     #: What the fanotify gate answers opens from; published after every access change.
     gate_view: GateViewHolder = field(default_factory=GateViewHolder)
+    #: The storage rules' watcher (S4, S5, S7, D2, D5), once started; None in a bare test.
+    storage: StorageWatcher | None = None

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from cli.context import CliState, pass_state
-from cli.output import print_fields, print_json
+from cli.output import print_fields, print_json, warn
 
 
 def _uptime(seconds: float) -> str:
@@ -34,6 +34,13 @@ def _sealing(audit: dict[str, Any] | None) -> list[tuple[str, str]]:
     return fields
 
 
+def _storage(storage: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    if storage is None:
+        return []
+    return [("storage rules", f"watching: {storage['source']}, {storage['judged']} files "
+             f"judged, {storage['violations']} violations, {storage['pending']} pending")]
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_state
@@ -56,6 +63,7 @@ def status(state: CliState, as_json: bool) -> None:
         ("store", info["store"] + (f" ({info['database']})" if "database" in info else "")),
         ("policy", f"{policy['name']} {policy['version']}"),
         ("watchers", ", ".join(info["watchers"]) or "none active"),
+        *_storage(info.get("storage")),
         ("projects you see", info["projects"]),
         *_sealing(info.get("audit")),
         ("you are", f"{info['caller']['user']} (uid {info['caller']['uid']})"),
@@ -65,3 +73,5 @@ def status(state: CliState, as_json: bool) -> None:
         if key in info:
             fields.append((label, info[key]))
     print_fields(fields)
+    for warning in info.get("warnings", []):
+        warn(warning)

@@ -1,0 +1,105 @@
+"""Gathering the evidence about one open file: sealed or not, its tables and text, judged by
+the detectors (S4, S5, S7, D2, D5).
+
+The shell side of the storage rules' functional core: it reads (through the format readers,
+by position, from a descriptor the daemon opened without following a symlink) and hands the
+pure detectors plain rows and text. What comes out holds counts and column names only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from agent.crypto.keyset import Keyset
+from agent.crypto.stream_io import sealed_with
+from agent.crypto.wrapping import file_associated_data
+from agent.storage.evidence import judge_table, scan_text
+from agent.storage.formats import Content, Table, Text, UnreadableFile, read_content
+from agent.storage.linkage import judge_linkage
+from agent.storage.rules import FileEvidence, TableEvidence
+
+#: Bytes per read when a file is scanned as raw text (a damaged or unknown format).
+RAW_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    evidence: FileEvidence
+    #: The header of each table, for the data-minimisation rules (D2, D5).
+    headers: tuple[tuple[str, ...], ...]
+    #: Why the content was read as raw bytes ("" when its format was read).
+    fallback: str = ""
+
+
+def fingerprint_of(info: os.stat_result) -> str:
+    """The state of a file that a verdict is about: a new write makes a new fingerprint."""
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _raw_chunks(fd: int) -> Iterator[str]:
+    offset = 0
+    while True:
+        block = os.pread(fd, RAW_CHUNK, offset)
+        if not block:
+            return
+        offset += len(block)
+        yield block.decode("latin-1")
+
+
+def _table_evidence(table: Table, *, today: date, share: float) -> TableEvidence:
+    verdict = judge_table(table.header, table.rows(), today=today, share=share)
+    linkage = None
+    if verdict.identity_columns:
+        found = judge_linkage(table.header, table.rows(), verdict)
+        if found is not None:
+            linkage = (found.identity_column, found.serial_column)
+    return TableEvidence(
+        name=table.name,
+        rows=verdict.rows,
+        identity_columns=verdict.identity_columns,
+        identity_values=sum(c.valid for c in verdict.columns if c.is_identity_column),
+        linkage=linkage,
+    )
+
+
+def gather(fd: int, *, project: str, zone: str, path: str, info: os.stat_result,
+           keyset: Keyset | None, today: date, share: float) -> Gathered:
+    """Everything the rules need about the open regular file ``fd``. ``keyset`` None means the
+    project's key was destroyed: nothing of it can be sealed any more, nor checked."""
+    name = os.path.basename(path)
+    fingerprint = fingerprint_of(info)
+    if keyset is not None and sealed_with(fd, keyset, file_associated_data(project)):
+        return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=True), ())
+    try:
+        contents = read_content(fd, name)
+        if not contents and info.st_size:
+            # A binary format not read here: numbers stored as text in it are still found.
+            return _judged(project, zone, path, fingerprint, [Text(lambda: _raw_chunks(fd))],
+                           today, share, "format not known: scanned as raw bytes")
+        return _judged(project, zone, path, fingerprint, contents, today, share, "")
+    except UnreadableFile as error:
+        # Damaged, perhaps only half-way through: judged again from its raw bytes.
+        return _judged(project, zone, path, fingerprint, [Text(lambda: _raw_chunks(fd))],
+                       today, share, error.message)
+
+
+def _judged(project: str, zone: str, path: str, fingerprint: str,
+            contents: list[Content], today: date, share: float, fallback: str) -> Gathered:
+    tables: list[TableEvidence] = []
+    headers: list[tuple[str, ...]] = []
+    text_hits = 0
+    for content in contents:
+        if isinstance(content, Table):
+            tables.append(_table_evidence(content, today=today, share=share))
+            headers.append(content.header)
+            # Names are text too: a one-line note sniffed as a table, or a table laid out
+            # with one person per column, holds its numbers in the header.
+            text_hits += scan_text(["\n".join(content.header)], today=today).hits
+        else:
+            text_hits += scan_text(content.chunks(), today=today).hits
+    evidence = FileEvidence(project, zone, path, fingerprint, sealed=False,
+                            tables=tuple(tables), text_hits=text_hits)
+    return Gathered(evidence, tuple(headers), fallback)
