@@ -231,31 +231,43 @@ def find_copies(
     """S1 findings for every file in ``places`` (the policy's ``storage.copy_scan_paths``)
     whose bytes equal a zone file's; ``skip`` are the zones themselves. Other file systems
     mounted in a place are searched (a home on its own disk), the kernel's are not."""
-    skip_dirs = set()
-    for path in skip:
+    skip_dirs = directory_identities(skip)
+    skip_devices = host_kernel_devices()
+    visited: set[tuple[int, int]] = set()
+    for place in places:
+        for found in walk_regular_files(place, skip_dirs=skip_dirs,
+                                        skip_devices=skip_devices, visited=visited):
+            match = original_of(found, index)
+            if match is not None:
+                yield copy_finding(match[0], match[1], found)
+
+
+def directory_identities(paths: Sequence[str]) -> frozenset[tuple[int, int]]:
+    """(device, inode) of each folder that exists, for ``walk_regular_files``'s skip_dirs."""
+    found = set()
+    for path in paths:
         try:
             status = os.stat(path)
         except OSError:
             continue
-        skip_dirs.add((status.st_dev, status.st_ino))
-    skip_devices = host_kernel_devices()
-    visited: set[tuple[int, int]] = set()
-    for place in places:
-        for found in walk_regular_files(place, skip_dirs=frozenset(skip_dirs),
-                                        skip_devices=skip_devices, visited=visited):
-            if not index.has_size(found.status.st_size):
-                continue
-            fd = open_regular(found)
-            if fd is None:
-                continue
-            try:
-                match = index.match(fd, found.status.st_size)
-            except OSError:
-                match = None
-            finally:
-                os.close(fd)
-            if match is not None:
-                yield copy_finding(match[0], match[1], found)
+        found.add((status.st_dev, status.st_ino))
+    return frozenset(found)
+
+
+def original_of(found: FoundFile, index: ZoneFileIndex) -> tuple[str, str] | None:
+    """(project, zone path) of the zone file ``found`` is a copy of; an unreadable file is
+    passed over (a stick with bad sectors, a file deleted meanwhile)."""
+    if not index.has_size(found.status.st_size):
+        return None
+    fd = open_regular(found)
+    if fd is None:
+        return None
+    try:
+        return index.match(fd, found.status.st_size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def copy_finding(project: str, zone_path: str, found: FoundFile) -> Finding:

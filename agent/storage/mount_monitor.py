@@ -35,10 +35,10 @@ from agent.api.dispatch import Caller, RequestContext
 from agent.audit.redact import redact_identity_numbers
 from agent.services import Services
 from agent.storage.copies import (
-    FoundFile,
     ZoneFileIndex,
     copy_fingerprint,
-    open_regular,
+    directory_identities,
+    original_of,
     walk_regular_files,
 )
 from agent.storage.findings import NOTHING_DONE, ActionResult, Finding, Outcome, Response
@@ -48,6 +48,7 @@ from agent.storage.mounts import (
     DeviceFacts,
     MediumWalk,
     Mount,
+    enclave_storage_on,
     is_portable_device,
     medium_fingerprint,
     parse_mountinfo,
@@ -273,26 +274,40 @@ class MountMonitor:
             if not new:
                 return []
             by_fingerprint = {medium_fingerprint(m): m for m in mounts}
-            index = ZoneFileIndex.build(self._zones())
+            zones, own = self._enclave()
+            index = ZoneFileIndex.build(zones)
             recorded: list[int] = []
             for finding in new:
                 try:
-                    recorded += self._handle(finding, by_fingerprint[finding.fingerprint], index)
+                    mount = by_fingerprint[finding.fingerprint]
+                    recorded += self._handle(finding, mount, index, own)
                 except Exception as error:  # one medium's trouble must not hide the others
                     _log_failure(error, path=finding.path)
                     continue
                 self._handled.add((finding.fingerprint, finding.response))
             return recorded
 
-    def _zones(self) -> list[tuple[str, str]]:
+    def _enclave(self) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+        """(project, data zone) pairs to index, and every folder of the enclave's own."""
         with self._services.store.read() as session:
-            return [(p.id, p.data_root) for p in session.exec(sql_select(Project)).all()]
+            projects = session.exec(sql_select(Project)).all()
+        config = self._services.config
+        own = [str(config.zones_dir), str(config.state_dir), str(config.key_store)]
+        for project in projects:
+            own += [project.data_root, project.key_root, project.export_root,
+                    project.quarantine_root]
+        return [(p.id, p.data_root) for p in projects], tuple(own)
 
-    def _handle(self, medium: Finding, mount: Mount, index: ZoneFileIndex) -> list[int]:
-        walk, file_findings = self._search(medium, mount, index)
+    def _handle(self, medium: Finding, mount: Mount, index: ZoneFileIndex,
+                own: Sequence[str]) -> list[int]:
+        walk, file_findings = self._search(medium, mount, index, own)
         medium = with_walk(medium, walk)
         result = NOTHING_DONE
-        if medium.response is Response.UNMOUNT:
+        ours = enclave_storage_on(mount.mount_point, own)
+        if medium.response is Response.UNMOUNT and ours is not None:
+            result = ActionResult(Outcome.FAILED, f"not unmounted: the enclave's own {ours} is "
+                                  "on it; move it off the media mount point, or off the medium")
+        elif medium.response is Response.UNMOUNT:
             result = unmount(mount.mount_point)
             if result.outcome is Outcome.DONE and self._still_mounted(mount.mount_id):
                 result = ActionResult(
@@ -313,9 +328,10 @@ class MountMonitor:
     def _still_mounted(self, mount_id: int) -> bool:
         return any(m.mount_id == mount_id for m in parse_mountinfo(self._read_mountinfo()))
 
-    def _search(self, medium: Finding, mount: Mount,
-                index: ZoneFileIndex) -> tuple[MediumWalk, list[Finding]]:
-        """Look each file on the medium up in the zones' index, within the walk's bounds."""
+    def _search(self, medium: Finding, mount: Mount, index: ZoneFileIndex,
+                own: Sequence[str]) -> tuple[MediumWalk, list[Finding]]:
+        """Look each file on the medium up in the zones' index, within the walk's bounds;
+        the enclave's own folders on it are not searched (a zone file is no copy of itself)."""
         if mount.fstype in PSEUDO_FILESYSTEMS:
             return MediumWalk(0, 0, f"{mount.fstype} holds no files to search"), []
         try:
@@ -330,7 +346,8 @@ class MountMonitor:
         found: list[Finding] = []
         stopped: str | None = None
         try:
-            for entry in walk_regular_files(mount.mount_point, one_file_system=True):
+            for entry in walk_regular_files(mount.mount_point, one_file_system=True,
+                                            skip_dirs=directory_identities(own)):
                 if checked >= self._walk_max_files:
                     stopped = f"limit of {self._walk_max_files} files"
                     break
@@ -338,7 +355,7 @@ class MountMonitor:
                     stopped = f"time budget of {self._walk_seconds:g} s"
                     break
                 checked += 1
-                match = _look_up(entry, index)
+                match = original_of(entry, index)
                 if match is not None:
                     found.append(project_file_finding(
                         medium, project=match[0], path=entry.path, zone_path=match[1],
@@ -346,21 +363,6 @@ class MountMonitor:
         except OSError as error:  # a failing stick is still unmounted: the search just ends
             stopped = f"read error: {error.strerror or type(error).__name__}"
         return MediumWalk(checked, len(found), stopped), found
-
-
-def _look_up(entry: FoundFile, index: ZoneFileIndex) -> tuple[str, str] | None:
-    """The zone file ``entry`` is a copy of; an unreadable file is passed over."""
-    if not index.has_size(entry.status.st_size):
-        return None
-    fd = open_regular(entry)
-    if fd is None:
-        return None
-    try:
-        return index.match(fd, entry.status.st_size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _read_whole(fd: int) -> str:

@@ -133,6 +133,18 @@ def policy_mount_point_of(mount_point: str, mount_points: Sequence[str]) -> str 
     return None
 
 
+def enclave_storage_on(mount_point: str, enclave_paths: Sequence[str]) -> str | None:
+    """The first of the enclave's own folders (zones, state, key store) that lives on the
+    file system mounted at ``mount_point``, if any. Such a mount is reported but never
+    unmounted: a data disk at /mnt/data is where the policy's mount points say media go, yet
+    taking it away would take the projects' data with it."""
+    normal = _normal_point(mount_point)
+    for path in enclave_paths:
+        if normal == "/" or path == normal or path.startswith(normal + "/"):
+            return path
+    return None
+
+
 def is_portable_device(facts: DeviceFacts | None) -> bool:
     return facts is not None and (facts.removable or facts.bus in PORTABLE_BUSES)
 

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,17 @@ from sqlmodel import select
 from structlog.testing import capture_logs
 
 from agent.api.dispatch import Caller, dispatch
+from agent.clock import FakeClock
 from agent.operations import OPERATIONS
 from agent.services import Services
 from agent.storage.findings import Response
 from agent.storage.mount_monitor import MountMonitor, gather_device_facts, read_device_facts
 from agent.storage.mounts import DeviceFacts, parse_mountinfo, portable_findings
-from agent.store import AuditEvent
+from agent.store import AuditEvent, Store
+from agent.store.migrate import upgrade
 from agent.store.tables import Violation
 from tests.support.identity_numbers import some
+from tests.support.services import build_services
 
 pytestmark = pytest.mark.root
 ROWS = b"lopenr,age,diagnosis\n1,54,E11\n2,61,I10\n3,47,E11\n"
@@ -225,6 +229,33 @@ def test_s2_a_busy_medium_is_detached_at_once_and_the_note_says_so(
     [medium] = violations(sqlite_services)
     assert medium.action_outcome == "done"
     assert "was busy (files open on it): detached it from the file tree" in medium.action_note
+
+
+def test_s2_a_disk_holding_the_enclaves_own_zones_is_reported_but_never_unmounted(
+    tmp_path: Path, root_caller: Caller, media_root: Path
+) -> None:
+    """A data disk at /mnt/data sits where media go; unmounting it would take the projects'
+    data away. Its zone files are not copies of themselves either."""
+    disk = media_root / "data"
+    mount_tmpfs(disk)
+    store = Store(f"sqlite:///{tmp_path}/v.db")
+    upgrade(store.engine)
+    try:
+        services = build_services(store, FakeClock(datetime(2026, 11, 23, 12, tzinfo=UTC)), disk)
+        zone = create_project(services, root_caller)
+        (zone / "cohort.csv").write_bytes(ROWS)
+        media_policy(services, media_root, "unmount")
+
+        MountMonitor(services, root_caller).check_now()
+
+        assert is_mounted(disk)
+        [medium] = violations(services)
+        assert (medium.kind, medium.action, medium.action_outcome) == (
+            "portable_medium", "unmount", "failed")
+        assert medium.action_note.startswith(
+            f"not unmounted: the enclave's own {disk}/zones is on it")
+    finally:
+        store.close()
 
 
 def test_s2_the_search_of_a_medium_stops_at_its_bound_and_says_so(

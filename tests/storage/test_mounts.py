@@ -13,6 +13,7 @@ from agent.storage.mounts import (
     DeviceFacts,
     MediumWalk,
     Mount,
+    enclave_storage_on,
     parse_mountinfo,
     parse_mountinfo_line,
     policy_mount_point_of,
@@ -179,3 +180,12 @@ def test_s2_the_search_of_a_medium_is_told_in_its_finding_and_files_get_their_ow
         "S2", "project_file_on_medium", "p1234", "/media/stick/x.csv", Response.UNMOUNT)
     assert on_it.summary == (
         "copy of /z/p1234/data/x.csv found on the medium mounted at /media/stick")
+
+
+def test_s2_a_mount_holding_the_enclaves_own_folders_is_recognised() -> None:
+    own = ("/srv/vokter/zones", "/var/lib/vokter", "/mnt/data/zones/p1/key")
+    assert enclave_storage_on("/mnt/data", own) == "/mnt/data/zones/p1/key"
+    assert enclave_storage_on("/mnt/data/", own) == "/mnt/data/zones/p1/key"
+    assert enclave_storage_on("/srv/vokter/zones", own) == "/srv/vokter/zones"
+    assert enclave_storage_on("/mnt/dat", own) is None
+    assert enclave_storage_on("/media/stick", own) is None
