@@ -23,6 +23,8 @@ from agent.storage.formats.sniff import (
     text_kind,
 )
 
+_JSON_EXTENSIONS = (".json", ".jsonl", ".ndjson")
+
 __all__ = ["Content", "Table", "Text", "UnreadableFile", "column_names", "read_content"]
 
 
@@ -56,7 +58,7 @@ def read_content(fd: int, name: str) -> list[Content]:
         except UnreadableFile:
             # Only a file named as JSON claims to be JSON; a log line starting with "[" or
             # "{" does not, and is read as the text it is.
-            if extension(name) in (".json", ".jsonl", ".ndjson"):
+            if extension(name) in _JSON_EXTENSIONS:
                 raise
     return [delimited.read_text(fd, chosen)]
 
@@ -90,5 +92,11 @@ def column_names(fd: int, name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     if kind is Kind.DELIMITED and delimiter is not None:
         return (("", delimited.header(fd, chosen, delimiter)),)
     if kind in (Kind.JSON, Kind.JSON_LINES):
-        return tuple((t.name, t.header) for t in read_content(fd, name) if isinstance(t, Table))
+        try:
+            found_header = jsondoc.records_header(fd, chosen, lines=kind is Kind.JSON_LINES)
+        except UnreadableFile:
+            if extension(name) in _JSON_EXTENSIONS:
+                raise
+            return ()  # text that only starts like JSON
+        return () if found_header is None else (("", found_header),)
     return ()

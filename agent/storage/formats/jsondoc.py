@@ -79,12 +79,17 @@ def _not_json(error: json.JSONDecodeError | None = None) -> UnreadableFile:
     return UnreadableFile(f"json: not valid JSON{where}")
 
 
-def _array_items(fd: int, encoding: str) -> Generator[Any, None, None]:
-    """The elements of a top-level array, one at a time."""
+def _array_items(fd: int, encoding: str, *,
+                 other_json: bool = False) -> Generator[Any, None, None]:
+    """The elements of a top-level array, one at a time; none when ``other_json`` says a
+    document of another shape (an object) may be there instead."""
     with text_stream(fd, encoding) as stream:
         cursor = _Cursor(stream)
         try:
-            if cursor.peek() != "[":
+            start = cursor.peek()
+            if start != "[":
+                if other_json and start == "{":
+                    return
                 raise _not_json()
             cursor.pos += 1
             if cursor.peek() == "]":
@@ -102,7 +107,7 @@ def _array_items(fd: int, encoding: str) -> Generator[Any, None, None]:
             raise _not_json(error) from None
 
 
-def _json_lines(fd: int, encoding: str) -> Iterator[Any]:
+def _json_lines(fd: int, encoding: str) -> Generator[Any, None, None]:
     with text_stream(fd, encoding) as stream:
         for number, line in enumerate(stream, start=1):
             if not line.strip():
@@ -209,6 +214,17 @@ def _check(parsed: Iterator[Any]) -> None:
     with "[") is known for what it is when the file is read, not halfway through a scan."""
     for _ in parsed:
         pass
+
+
+def records_header(fd: int, encoding: str, *, lines: bool) -> tuple[str, ...] | None:
+    """The header a JSON (``lines`` False) or JSON Lines file has as a table, or None when it
+    is not one; reads only the first records. Raises UnreadableFile when they are not JSON."""
+    records = (_json_lines(fd, encoding) if lines
+               else _array_items(fd, encoding, other_json=True))
+    try:
+        return _header(records)
+    finally:
+        records.close()
 
 
 def read_json_lines(fd: int, encoding: str) -> Table | Text:

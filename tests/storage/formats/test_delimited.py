@@ -144,3 +144,14 @@ def test_s4_a_50_mb_csv_is_streamed_in_memory_far_below_its_size(tmp_path: Path)
         tracemalloc.stop()
     assert count == row
     assert peak < size // 10, f"peak {peak} bytes for a {size}-byte file"
+
+
+def test_s4_utf16_unicode_text_from_excel_is_a_table(tmp_path: Path) -> None:
+    people = numbers(40, 11)
+    path = write_rows(tmp_path / "unicode-tekst.txt", [["løpenr", "fnr"]] +
+                      [[str(i), p] for i, p in enumerate(people)], delimiter="\t",
+                      encoding="utf-16")
+    with opened(path) as fd:
+        assert column_names(fd, path.name) == (("", ("løpenr", "fnr")),)
+    verdict = verdicts(path)[""]
+    assert (verdict.identity_columns, verdict.rows) == (("fnr",), 40)

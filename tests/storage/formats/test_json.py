@@ -74,6 +74,9 @@ def test_s4_nested_json_is_text_of_its_leaves(tmp_path: Path) -> None:
     array = tmp_path / "liste.json"
     array.write_text(json.dumps([[a, 1], [int(b), 2]]))
     assert scan_text([text_of(array)], today=TODAY).hits == 2
+    for written in (path, array):
+        with opened(written) as fd:
+            assert column_names(fd, written.name) == ()
 
 
 def test_s4_a_file_named_json_that_is_not_json_is_unreadable_naming_no_number(
@@ -97,3 +100,5 @@ def test_s4_text_that_only_starts_like_json_is_text(tmp_path: Path) -> None:
     path = tmp_path / "server.log"
     path.write_text(f"[2026-11-23 10:00] oppslag på {person}\n{{ikke json}}\n")
     assert scan_text([text_of(path)], today=TODAY).hits == 1
+    with opened(path) as fd:
+        assert column_names(fd, path.name) == ()
