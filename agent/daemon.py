@@ -38,6 +38,7 @@ from agent.operations import OPERATIONS
 from agent.policy import Policy, default_policy_path, load_named_policy, load_policy_file
 from agent.sd_notify import notify, watchdog_interval
 from agent.services import PolicyHolder, Services
+from agent.storage.mount_monitor import MountMonitor
 from agent.storage.relocate import journal_folder
 from agent.storage.relocate import recover as recover_moves
 from agent.storage.watcher import StorageWatcher
@@ -177,12 +178,16 @@ class Daemon:
             self._recover_moves(services)
             services.storage = storage = StorageWatcher(services, self.self_caller)
             storage.start()
+            mounts = MountMonitor(services, self.self_caller)
+            mounts.start()
+            services.watchers.append("portable media: mountinfo + sysfs")
             server.start()
             try:
                 self._main_loop(services)
             finally:
                 notify("STOPPING=1")
                 server.stop()
+                mounts.stop()
                 storage.stop()
                 access.stop()
                 try:

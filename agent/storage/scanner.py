@@ -31,7 +31,7 @@ from agent.crypto.keyset import Keyset
 from agent.errors import KeyDestroyed, VokterError
 from agent.services import Services
 from agent.storage.evidence_io import Gathered, fingerprint_of, gather
-from agent.storage.findings import Finding
+from agent.storage.findings import NOTHING_DONE, Finding
 from agent.storage.minimisation import DatasetFacts, judge_minimisation
 from agent.storage.responses import ZoneFile, carry_out
 from agent.storage.rules import judge_file
@@ -183,13 +183,17 @@ class StorageRules:
                 gathered.evidence.fingerprint, header, datasets, registers)
         return findings
 
-    def _act(self, where: ZoneFile, finding: Finding) -> int | None:
+    def record(self, finding: Finding) -> int | None:
+        """Record a finding about something outside the zones (nothing to carry out)."""
+        return self._act(None, finding)
+
+    def _act(self, where: ZoneFile | None, finding: Finding) -> int | None:
         """Carry out the response unless this very finding is open already; record it."""
         with self._acting:
             with self.services.store.read() as session:
                 if open_violation(session, finding) is not None:
                     return None
-            result = carry_out(self.services, finding, where)
+            result = NOTHING_DONE if where is None else carry_out(self.services, finding, where)
             context = RequestContext(self.caller, self.services)
             try:
                 with self.services.store.write() as session:
