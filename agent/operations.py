@@ -16,6 +16,8 @@ from agent.api.schemas import (
     NoArgs,
     ProjectCreateArgs,
     ProjectRef,
+    ViolationListArgs,
+    ViolationResolveArgs,
 )
 from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
@@ -23,6 +25,7 @@ from agent.audit import verify_op as audit_verify
 from agent.crypto import file_ops, key_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
+from agent.storage import violation_ops
 
 OPERATIONS: dict[str, Operation] = {
     "project.create": Operation(ProjectCreateArgs, projects.create_project),
@@ -47,4 +50,6 @@ OPERATIONS: dict[str, Operation] = {
     # client opened with its own rights.
     "crypto.encrypt": Operation(CryptoEncryptArgs, file_ops.encrypt_file, fds=1),
     "crypto.decrypt": Operation(CryptoDecryptArgs, file_ops.decrypt_file, fds=2),
+    "violations.list": Operation(ViolationListArgs, violation_ops.list_violations),
+    "violations.resolve": Operation(ViolationResolveArgs, violation_ops.resolve_violation),
 }

@@ -21,6 +21,7 @@ from cli.commands.member import member
 from cli.commands.policy import policy
 from cli.commands.project import project
 from cli.commands.status import status
+from cli.commands.violations import violations
 from cli.context import CliState
 from cli.output import error_line
 
@@ -56,6 +57,7 @@ cli.add_command(decrypt)
 cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(demo)
+cli.add_command(violations)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

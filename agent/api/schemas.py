@@ -210,3 +210,16 @@ class KeyShredArgs(Args):
 
     project: Annotated[str, Field(max_length=64)]
     confirm: Annotated[str, Field(max_length=64)]
+
+
+class ViolationListArgs(Args):
+    """One project's violations, or (no project) every violation the caller may see."""
+
+    project: Annotated[str, Field(max_length=64)] | None = None
+    open_only: bool = False
+
+
+class ViolationResolveArgs(Args):
+    id: Annotated[int, Field(ge=1)]
+    note: Annotated[str, Field(max_length=4096)]
+
