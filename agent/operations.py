@@ -10,6 +10,7 @@ from agent.api.schemas import (
     AuditExportArgs,
     CryptoDecryptArgs,
     CryptoEncryptArgs,
+    DatasetAddArgs,
     KeyShredArgs,
     MemberAddArgs,
     MemberRemoveArgs,
@@ -25,7 +26,7 @@ from agent.audit import verify_op as audit_verify
 from agent.crypto import file_ops, key_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
-from agent.storage import violation_ops
+from agent.storage import datasets, violation_ops
 
 OPERATIONS: dict[str, Operation] = {
     "project.create": Operation(ProjectCreateArgs, projects.create_project),
@@ -52,4 +53,7 @@ OPERATIONS: dict[str, Operation] = {
     "crypto.decrypt": Operation(CryptoDecryptArgs, file_ops.decrypt_file, fds=2),
     "violations.list": Operation(ViolationListArgs, violation_ops.list_violations),
     "violations.resolve": Operation(ViolationResolveArgs, violation_ops.resolve_violation),
+    # The delivered file: a descriptor the client opened with its own rights.
+    "dataset.add": Operation(DatasetAddArgs, datasets.add_dataset, fds=1),
+    "dataset.list": Operation(ProjectRef, datasets.list_datasets),
 }

@@ -15,6 +15,7 @@ from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
 from cli.commands.audit import audit
 from cli.commands.crypto import decrypt, encrypt
+from cli.commands.dataset import dataset
 from cli.commands.demo import demo
 from cli.commands.keys import keys
 from cli.commands.member import member
@@ -58,6 +59,7 @@ cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(demo)
 cli.add_command(violations)
+cli.add_command(dataset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

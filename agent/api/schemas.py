@@ -223,3 +223,12 @@ class ViolationResolveArgs(Args):
     id: Annotated[int, Field(ge=1)]
     note: Annotated[str, Field(max_length=4096)]
 
+
+class DatasetAddArgs(Args):
+    """The delivered file comes as a descriptor the client opened; ``variables`` are the names
+    the client read from the approved-variables file. The daemon checks each bound itself, to
+    say which rule a bad list breaks (D2)."""
+
+    project: Annotated[str, Field(max_length=64)]
+    source: ShortText
+    variables: Annotated[list[ShortText], Field(max_length=100_000)]
