@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -24,6 +25,7 @@ from structlog.testing import capture_logs
 from agent.api.dispatch import Caller, dispatch
 from agent.clock import FakeClock
 from agent.operations import OPERATIONS
+from agent.policy import default_policy_path
 from agent.services import Services
 from agent.storage.findings import Response
 from agent.storage.mount_monitor import MountMonitor, gather_device_facts, read_device_facts
@@ -31,6 +33,7 @@ from agent.storage.mounts import DeviceFacts, parse_mountinfo, portable_findings
 from agent.store import AuditEvent, Store
 from agent.store.migrate import upgrade
 from agent.store.tables import Violation
+from tests.support.daemon import RunningDaemon
 from tests.support.identity_numbers import some
 from tests.support.services import build_services
 
@@ -380,3 +383,49 @@ def test_s2_sysfs_of_this_host_says_loop_devices_are_not_portable(
     if root.major != 0:
         facts = read_device_facts(root.major, root.minor)
         assert facts is not None and facts.removable is False
+
+
+# --- through the running daemon ----------------------------------------------------------------
+
+
+def media_policy_dir(root: Path, media_root: Path, action: str) -> str:
+    """A policies_dir whose default policy puts media at ``media_root`` only."""
+    policies = root / "policies"
+    policies.mkdir()
+    text = default_policy_path().read_text()
+    text, actions = re.subn(r'(?m)^portable_media_action = "\w+"',
+                            f'portable_media_action = "{action}"', text)
+    text, points = re.subn(r"(?m)^portable_media_mount_points = \[[^\]]*\]",
+                           f'portable_media_mount_points = ["{media_root}"]', text)
+    assert (actions, points) == (1, 1)
+    (policies / "default.toml").write_text(text)
+    return f'policies_dir = "{policies}"\n'
+
+
+def stored_violations(daemon: RunningDaemon) -> list[dict[str, Any]]:
+    with sqlite3.connect(f"file:{daemon.state_dir / 'vokter.db'}?mode=ro", uri=True) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM violation ORDER BY id")]
+
+
+def test_s2_the_running_daemon_unmounts_a_tmpfs_mounted_at_its_media_mount_point(
+    enclave_root: Path, media_root: Path, sqlite_services: Services
+) -> None:
+    media_policy(sqlite_services, media_root, "unmount")  # refuses if the host has media
+    daemon = RunningDaemon(enclave_root,
+                           extra_config=media_policy_dir(enclave_root, media_root, "unmount"))
+    daemon.start()
+    try:
+        point = media_root / "stick"
+        mount_tmpfs(point)
+        [row] = wait_for(lambda: [v for v in stored_violations(daemon)
+                                  if v["path"] == str(point)], "the medium's violation")
+        assert not is_mounted(point)
+    finally:
+        daemon.stop()
+    assert (row["rule"], row["kind"], row["action"], row["action_outcome"]) == (
+        "S2", "portable_medium", "unmount", "done")
+    detected = [e for e in daemon.audit_events() if e["action"] == "violation.detected"]
+    assert [(e["rule"], e["target"], e["actor"]) for e in detected] == [
+        ("S2", str(point), "vokterd")]
+    assert not [r for r in daemon.log_records() if r.get("event") == "mount_check_failed"]
