@@ -8,6 +8,7 @@ pure detectors plain rows and text. What comes out holds counts and column names
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,13 +17,19 @@ from datetime import date
 from agent.crypto.keyset import Keyset
 from agent.crypto.stream_io import sealed_with
 from agent.crypto.wrapping import file_associated_data
-from agent.storage.evidence import judge_table, scan_text
+from agent.storage.evidence import judge_table, may_hold_identity_numbers, scan_text
 from agent.storage.formats import Content, Table, Text, UnreadableFile, read_content
+from agent.storage.formats.sniff import SAMPLE_SIZE, binary_kind
 from agent.storage.linkage import judge_linkage
 from agent.storage.rules import FileEvidence, TableEvidence
 
 #: Bytes per read when a file is scanned as raw text (a damaged or unknown format).
 RAW_CHUNK = 1 << 20
+#: Bytes per read of the quick check for candidates: large reads, few system calls.
+QUICK_CHUNK = 8 << 20
+#: A column is judged from its first this many non-empty values (see ``judge_table``).
+DECIDE_AFTER = 200
+_UTF16_OR_32 = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,8 @@ class Gathered:
     headers: tuple[tuple[str, ...], ...]
     #: Why the content was read as raw bytes ("" when its format was read).
     fallback: str = ""
+    #: The quick check found no candidate at all: the content was not parsed (no headers).
+    quick: bool = False
 
 
 def fingerprint_of(info: os.stat_result) -> str:
@@ -49,11 +58,30 @@ def _raw_chunks(fd: int) -> Iterator[str]:
         yield block.decode("latin-1")
 
 
+def _candidates_anywhere(fd: int, sample: bytes) -> bool:
+    """Could any byte of this file be part of an identity number? A text file in an
+    ASCII-compatible encoding answers at memory speed; anything else (binary formats store
+    numbers as binary; UTF-16 spells digits in two bytes) is assumed to, and is parsed."""
+    if binary_kind(sample) is not None or sample.startswith(_UTF16_OR_32) or b"\0" in sample:
+        return True
+    offset, carry = 0, b""
+    while True:
+        block = os.pread(fd, QUICK_CHUNK, offset)
+        if not block:
+            return False
+        if may_hold_identity_numbers(carry + block if carry else block):
+            return True
+        offset += len(block)
+        carry = block[-12:]
+
+
 def _table_evidence(table: Table, *, today: date, share: float) -> TableEvidence:
-    verdict = judge_table(table.header, table.rows(), today=today, share=share)
+    verdict = judge_table(table.header, table.rows(), today=today, share=share,
+                          decide_after=DECIDE_AFTER)
     linkage = None
     if verdict.identity_columns:
-        found = judge_linkage(table.header, table.rows(), verdict)
+        found = judge_linkage(table.header, itertools.islice(table.rows(), verdict.rows),
+                              verdict)
         if found is not None:
             linkage = (found.identity_column, found.serial_column)
     return TableEvidence(
@@ -62,6 +90,7 @@ def _table_evidence(table: Table, *, today: date, share: float) -> TableEvidence
         identity_columns=verdict.identity_columns,
         identity_values=sum(c.valid for c in verdict.columns if c.is_identity_column),
         linkage=linkage,
+        complete=verdict.complete,
     )
 
 
@@ -73,6 +102,9 @@ def gather(fd: int, *, project: str, zone: str, path: str, info: os.stat_result,
     fingerprint = fingerprint_of(info)
     if keyset is not None and sealed_with(fd, keyset, file_associated_data(project)):
         return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=True), ())
+    if not _candidates_anywhere(fd, os.pread(fd, SAMPLE_SIZE, 0)):
+        return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=False), (),
+                        quick=True)
     try:
         contents = read_content(fd, name)
         if not contents and info.st_size:

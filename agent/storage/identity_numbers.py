@@ -28,9 +28,12 @@ import calendar
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from operator import mul
 
 FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2, 1)
 SECOND_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1)
+#: ASCII digits to their values, for ``bytes.translate`` (the caller checked they are digits).
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
 #: Remainders of the first weighted sum each rule allows.
 CURRENT_REMAINDERS = frozenset({0})
 REMAINDERS_FROM_2032 = frozenset({0, 1, 2, 3})
@@ -61,7 +64,8 @@ class Verdict:
 
 
 def _weighted(digits: tuple[int, ...], weights: tuple[int, ...]) -> int:
-    return sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
+    total: int = sum(map(mul, digits, weights))
+    return total % 11
 
 
 def _century_by_individual_number(individual: int, year: int) -> int | None:
@@ -106,7 +110,7 @@ def classify(text: str, today: date) -> Verdict | None:
     identity number under either rule, as of ``today``."""
     if len(text) != 11 or not text.isascii() or not text.isdigit():
         return None
-    digits = tuple(ord(c) - 48 for c in text)
+    digits = tuple(text.encode("ascii", "replace").translate(_DIGIT_VALUES))
     if _weighted(digits, SECOND_WEIGHTS) != 0:
         return None
     remainder = _weighted(digits, FIRST_WEIGHTS)

@@ -46,6 +46,8 @@ class TableEvidence:
     identity_values: int
     #: (identity column, serial column) when the table is a linkage key (S5, D6).
     linkage: tuple[str, str] | None = None
+    #: False when the columns were judged from the first ``rows`` rows only.
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,8 @@ def _columns(tables: tuple[TableEvidence, ...]) -> str:
     for table in tables:
         where = f" (sheet {table.name})" if table.name else ""
         names = ", ".join(table.identity_columns)
-        parts.append(f"column {names}{where}: {table.identity_values} valid of {table.rows} rows")
+        rows = f"{table.rows} rows" if table.complete else f"the first {table.rows} rows"
+        parts.append(f"column {names}{where}: {table.identity_values} valid of {rows}")
     return "; ".join(parts)
 
 
@@ -97,8 +100,9 @@ def _details(evidence: FileEvidence) -> dict[str, object]:
 def _linkage_summary(table: TableEvidence) -> str:
     assert table.linkage is not None
     identity, serial = table.linkage
+    rows = f"{table.rows} rows" if table.complete else f"the first {table.rows} rows"
     return (f"a linkage key: column {identity} paired one-to-one with serial column {serial} "
-            f"over {table.rows} rows")
+            f"over {rows}")
 
 
 def _judge_data(evidence: FileEvidence, policy: StoragePolicy) -> list[Finding]:

@@ -32,6 +32,7 @@ from agent.errors import KeyDestroyed, VokterError
 from agent.services import Services
 from agent.storage.evidence_io import Gathered, fingerprint_of, gather
 from agent.storage.findings import NOTHING_DONE, Finding
+from agent.storage.formats import UnreadableFile, column_names
 from agent.storage.minimisation import DatasetFacts, judge_minimisation
 from agent.storage.responses import ZoneFile, carry_out
 from agent.storage.rules import judge_file
@@ -155,7 +156,7 @@ class StorageRules:
                               today=self.services.clock.now().date(),
                               share=policy.storage.identifier_column_share)
             findings = judge_file(gathered.evidence, policy.storage)
-            findings += self._minimisation(where, gathered)
+            findings += self._minimisation(where, gathered, fd)
             if fingerprint_of(os.fstat(fd)) != gathered.evidence.fingerprint:
                 return Judged(path, before.st_size, skipped="changed while it was read")
         finally:
@@ -166,22 +167,30 @@ class StorageRules:
         recorded = [v for v in (self._act(where, f) for f in findings) if v is not None]
         return Judged(path, before.st_size, tuple(findings), tuple(recorded))
 
-    def _minimisation(self, where: ZoneFile, gathered: Gathered) -> list[Finding]:
-        if not gathered.headers or where.zone.kind is ZoneKind.KEY:
+    def _minimisation(self, where: ZoneFile, gathered: Gathered, fd: int) -> list[Finding]:
+        """D2, D5: judged on column names, for projects with recorded datasets."""
+        if gathered.evidence.sealed or where.zone.kind is ZoneKind.KEY:
             return []
         with self.services.store.read() as session:
             rows = session.exec(select(Dataset).where(
                 Dataset.project_id == where.zone.project)).all()
         if not rows:
             return []
-        datasets = _dataset_facts(rows)
+        headers = gathered.headers
+        if gathered.quick:  # not parsed: the quick check found no identity number
+            try:
+                headers = tuple(h for _, h in column_names(fd, where.name))
+            except UnreadableFile:
+                headers = ()
+        if not headers:
+            return []
+        # One file, one judgement: D5 linkage split across the sheets of a workbook is
+        # linkage all the same, so the columns of every table are judged together.
+        columns = list(dict.fromkeys(name for header in headers for name in header))
         registers = self.services.policies.current().storage.deidentified_registers
-        findings: list[Finding] = []
-        for header in gathered.headers:
-            findings += judge_minimisation(
-                where.zone.project, where.path, where.zone.kind.value,
-                gathered.evidence.fingerprint, header, datasets, registers)
-        return findings
+        return judge_minimisation(where.zone.project, where.path, where.zone.kind.value,
+                                  gathered.evidence.fingerprint, columns,
+                                  _dataset_facts(rows), registers)
 
     def record(self, finding: Finding) -> int | None:
         """Record a finding about something outside the zones (nothing to carry out)."""

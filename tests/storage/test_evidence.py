@@ -8,10 +8,16 @@ import random
 import re
 from datetime import date
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.storage.evidence import as_identity_number, judge_table, scan_text
+from agent.storage.evidence import (
+    as_identity_number,
+    judge_table,
+    may_hold_identity_numbers,
+    scan_text,
+)
 from agent.storage.identity_numbers import NumberKind
 from tests.support.identity_numbers import bank_account_numbers, some
 
@@ -105,3 +111,59 @@ def test_s4_verdicts_hold_counts_and_names_never_the_numbers() -> None:
     shown = repr(judge_table(header, rows, today=TODAY, share=SHARE)) + repr(
         scan_text([" ".join(column)], today=TODAY))
     assert not re.search(r"[0-9]{6}", shown)
+
+
+def test_s4_a_large_table_is_decided_from_its_first_rows_and_says_so() -> None:
+    rnd = random.Random(4)
+    header, rows = table(fnr=numbers(5000, 9),
+                         konto=bank_account_numbers(5000, seed=10),
+                         hba1c=[str(rnd.randint(30, 90)) for _ in range(5000)])
+    verdict = judge_table(header, iter(rows), today=TODAY, share=SHARE, decide_after=200)
+    assert verdict.identity_columns == ("fnr",)
+    assert not verdict.complete and verdict.rows < 5000
+    fnr = verdict.columns[0]
+    assert fnr.non_empty >= 200 and fnr.valid == fnr.non_empty
+    # The account column was ruled out early: it stopped being counted.
+    assert verdict.columns[1].non_empty < 200
+
+
+def test_s4_deciding_early_agrees_with_judging_every_row() -> None:
+    rnd = random.Random(5)
+    header, rows = table(
+        fnr=numbers(3000, 11),
+        random11=[f"{rnd.randrange(10**11):011d}" for _ in range(3000)],
+        mixed=[n if i % 3 else "" for i, n in enumerate(numbers(3000, 12))],
+    )
+    early = judge_table(header, rows, today=TODAY, share=SHARE, decide_after=200)
+    full = judge_table(header, rows, today=TODAY, share=SHARE)
+    assert early.identity_columns == full.identity_columns == ("fnr", "mixed")
+    assert full.complete and full.rows == 3000
+
+
+def test_s4_a_small_table_is_judged_whole_even_when_deciding_early() -> None:
+    header, rows = table(fnr=numbers(50, 13))
+    verdict = judge_table(header, rows, today=TODAY, share=SHARE, decide_after=200)
+    assert verdict.complete and verdict.rows == 50 and verdict.identity_columns == ("fnr",)
+
+
+@pytest.mark.parametrize(("text", "maybe"), [
+    (b"lopenr;vekt\n1;70.5\n2;81.0\n", False),
+    (b"12345678901", True),           # 11 digits
+    (b"x;1234567890;y", True),        # 10: a number that lost its leading zero
+    (b"010185 12345", True),          # split 6+5 by a space
+    (b"01018.12345", True),           # 5+5 split by a dot
+    (b"0101-12345", False),           # too short either side
+    (b"123456789", False),
+    (b"0.123456789", False),
+])
+def test_s4_the_quick_check_lets_no_candidate_through_unseen(text: bytes, maybe: bool) -> None:
+    assert may_hold_identity_numbers(text) is maybe
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=300)
+def test_s4_the_quick_check_never_misses_a_valid_number(noise: bytes) -> None:
+    """Whatever surrounds a valid number, the quick check says 'maybe'."""
+    number = numbers(1, len(noise))[0].encode()
+    cut = len(noise) // 2
+    assert may_hold_identity_numbers(noise[:cut] + number + noise[cut:])

@@ -71,7 +71,7 @@ def encoding(sample: bytes) -> str | None:
         return "utf-16"
     if b"\x00" in sample:
         return None
-    if sample and sum(sample.count(c) for c in _CONTROL) > len(sample) // 100:
+    if sample and len(sample) - len(sample.translate(None, _CONTROL)) > len(sample) // 100:
         return None
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
@@ -80,8 +80,17 @@ def encoding(sample: bytes) -> str | None:
     return "utf-8"
 
 
+#: Lines of the sample the delimiter is judged on: enough to see a table's shape, few enough
+#: that sniffing costs little beside judging (it runs for every file judged).
+_SNIFF_LINES = 64
+
+
 def _complete_lines(text: str) -> str:
-    """The sample without its last, possibly cut, line (unless it is the only one)."""
+    """The sample's first lines, without a last one that may be cut (unless it is the only
+    one)."""
+    lines = text.split("\n", _SNIFF_LINES)
+    if len(lines) > _SNIFF_LINES and '"' not in text:  # a quoted cell may hold line breaks
+        return "\n".join(lines[:_SNIFF_LINES])
     cut = text.rfind("\n")
     return text[:cut] if cut > 0 else text
 
