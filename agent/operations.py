@@ -27,6 +27,7 @@ from agent.crypto import file_ops, key_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
 from agent.storage import datasets, violation_ops
+from agent.storage.scan_ops import storage_scan
 
 OPERATIONS: dict[str, Operation] = {
     "project.create": Operation(ProjectCreateArgs, projects.create_project),
@@ -51,6 +52,8 @@ OPERATIONS: dict[str, Operation] = {
     # client opened with its own rights.
     "crypto.encrypt": Operation(CryptoEncryptArgs, file_ops.encrypt_file, fds=1),
     "crypto.decrypt": Operation(CryptoDecryptArgs, file_ops.decrypt_file, fds=2),
+    # Every file of a project's zones judged against the storage rules, with progress.
+    "storage.scan": Operation(ProjectRef, storage_scan),
     "violations.list": Operation(ViolationListArgs, violation_ops.list_violations),
     "violations.resolve": Operation(ViolationResolveArgs, violation_ops.resolve_violation),
     # The delivered file: a descriptor the client opened with its own rights.

@@ -21,6 +21,7 @@ from cli.commands.keys import keys
 from cli.commands.member import member
 from cli.commands.policy import policy
 from cli.commands.project import project
+from cli.commands.scan import scan
 from cli.commands.status import status
 from cli.commands.violations import violations
 from cli.context import CliState
@@ -60,6 +61,7 @@ cli.add_command(policy)
 cli.add_command(demo)
 cli.add_command(violations)
 cli.add_command(dataset)
+cli.add_command(scan)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

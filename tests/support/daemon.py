@@ -34,6 +34,8 @@ class RunningDaemon:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         database = "" if database_url is None else f"database_url = {json.dumps(database_url)}\n"
+        if "policies_dir" not in extra_config:
+            extra_config += f'policies_dir = "{self.own_policies()}"\n'
         self.config_path.write_text(
             f'state_dir = "{self.state_dir}"\n'
             f'socket_path = "{self.socket_path}"\n'
@@ -41,6 +43,21 @@ class RunningDaemon:
             f'zones_dir = "{self.zones_dir}"\n' + database + extra_config
         )
         self.config_path.chmod(0o644)
+
+    def own_policies(self) -> Path:
+        """The shipped policy, with one change: portable media are looked for under this
+        enclave's own ``media`` folder, not the host's /media, /run/media and /mnt, which may
+        hold mounts of the machine the tests run on (S2 tests mount media there)."""
+        folder = self.root / "policies"
+        folder.mkdir(exist_ok=True)
+        shipped = (Path(__file__).parents[2] / "policies" / "default.toml").read_text()
+        media = self.root / "media"
+        media.mkdir(exist_ok=True)
+        lines = [f'portable_media_mount_points = ["{media}"]'
+                 if line.startswith("portable_media_mount_points") else line
+                 for line in shipped.splitlines()]
+        (folder / "default.toml").write_text("\n".join(lines) + "\n")
+        return folder
 
     def start(self, timeout: float = 30.0) -> None:
         with self.log_path.open("ab") as log:
