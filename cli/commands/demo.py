@@ -312,6 +312,7 @@ def _show_encryption(tour: Tour, client: VokterClient, root: Path, config: Path,
     console.print("   " + (opened.stdout.strip() or opened.stderr.strip()))
     if out.exists():
         console.print("   " + out.read_text().strip().replace("\n", "\n   "))
+    _show_storage_rules(tour, client, root, member, console)
     tour.say("Crypto-shredding",
              "At the end, root destroys the project's keyset: every copy of every file "
              "encrypted under it becomes unreadable at once, wherever it is.")
@@ -322,3 +323,48 @@ def _show_encryption(tour: Tour, client: VokterClient, root: Path, config: Path,
     tour.command(f"vokter decrypt {cipher} -o again.csv")
     refused = _run_as(member, *vokter, "decrypt", str(cipher), "-o", str(desk / "again.csv"))
     console.print("   " + (refused.stderr.strip() or refused.stdout.strip()))
+
+
+def _synthetic_numbers(count: int) -> list[str]:
+    """Synthetic test numbers (month + 80, as the national test data uses): they pass every
+    check a real identity number passes, and belong to nobody."""
+    first, second = (3, 7, 6, 1, 8, 9, 4, 5, 2), (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+    found: list[str] = []
+    for serial in range(1000):
+        body = [int(c) for c in f"{serial % 28 + 1:02d}{serial % 12 + 81:02d}85{serial:03d}"]
+        k1 = (11 - sum(d * w for d, w in zip(body, first, strict=True)) % 11) % 11
+        k2 = (11 - sum(d * w for d, w in zip([*body, k1], second, strict=True)) % 11) % 11
+        if k1 < 10 and k2 < 10:
+            found.append("".join(map(str, [*body, k1, k2])))
+        if len(found) == count:
+            break
+    return found
+
+
+def _show_storage_rules(tour: Tour, client: VokterClient, root: Path, member: str,
+                        console: Console) -> None:
+    """A member saves a table with identity numbers; the daemon encrypts it within a second."""
+    tour.say("Storage rules (S4)",
+             "The member saves a table with an identity-number column in the data zone (the "
+             "numbers are synthetic test numbers). The daemon sees the file closed, finds the "
+             "column and, as the policy says, encrypts the file in place, and records a "
+             "violation the leader must look at. It never writes a number anywhere.")
+    plain = root / "zones" / "p1234" / "data" / "cohort.csv"
+    rows = "".join(f"{number};{48 + index % 30}\n"
+                   for index, number in enumerate(_synthetic_numbers(40)))
+    console.print(f"   (as {member}) save {plain.name}: 40 rows, columns fnr;hba1c")
+    started = time.monotonic()
+    subprocess.run(["runuser", "-u", member, "--", "sh", "-c", 'cat > "$1"', "sh", str(plain)],
+                   input="fnr;hba1c\n" + rows, text=True, timeout=30, check=False)
+    sealed = plain.with_name(plain.name + ".tink")
+    while not sealed.exists() and time.monotonic() - started < 10:
+        time.sleep(0.02)
+    if sealed.exists():
+        console.print(f"   {plain.name} -> {sealed.name}, "
+                      f"{time.monotonic() - started:.2f} s after the file was closed")
+    tour.command("vokter violations list p1234")
+    listed: list[dict[str, Any]] = client.call("violations.list", project="p1234",
+                                               open_only=False)
+    print_table(listed, [("id", "ID"), ("rule", "RULE"), ("action", "ACTION"),
+                         ("outcome", "OUTCOME"), ("summary", "SUMMARY")],
+                empty="No violations.")

@@ -158,6 +158,10 @@ def test_vokter_demo_runs_the_tour_and_exits_0() -> None:
     flat = " ".join(result.stdout.split())
     assert "linked.csv.tink" in flat and "A-0001,48" in flat
     assert "crypto-shredded" in flat
+    # S4: a table with identity numbers is encrypted by the daemon, and the violation shown.
+    assert "cohort.csv -> cohort.csv.tink" in flat
+    assert "S4 encrypt done identity numbers in plaintext: column fnr: 40 valid of 40 rows" \
+        in flat.replace("\t", " ")
 
 
 def test_daemon_start_failure_is_one_line_not_a_traceback(enclave_root: Path) -> None:
