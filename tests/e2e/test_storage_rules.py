@@ -258,3 +258,49 @@ def test_s1_a_copy_of_a_data_zone_file_in_a_home_folder_is_found_by_vokter_scan(
     finally:
         for name in ("my-copy.csv", "unrelated.csv"):
             (home / name).unlink(missing_ok=True)
+
+
+def test_s4_after_the_kernel_lost_events_every_zone_is_judged_again(
+        enclave_root: Path, unix_users: UserFactory) -> None:
+    """A real overflow: the kernel's inotify queue made tiny (16 events) for the daemon's
+    instance, then flooded with renames (which need no open, so the access gate does not
+    pace them) while files with identity numbers arrive."""
+    limit = Path("/proc/sys/fs/inotify/max_queued_events")
+    saved = limit.read_text()
+    daemon = RunningDaemon(enclave_root)
+    limit.write_text("16\n")
+    try:
+        daemon.start()
+    finally:
+        limit.write_text(saved)
+    try:
+        ok(daemon.vokter("project", "create", PROJECT, "--title", "Overflow", "--leader",
+                         "root", "--end-date", "2030-06-30"))
+        data = daemon.zones_dir / PROJECT / "data"
+        (data / "a.csv").write_bytes(clean_csv())
+        for index in range(3):
+            for _ in range(3000):
+                os.rename(data / "a.csv", data / "b.csv")
+                os.rename(data / "b.csv", data / "a.csv")
+            (data / f"cohort{index}.csv").write_bytes(cohort_csv(seed=20 + index))
+        for index in range(3):
+            assert eventually(lambda i=index: (data / f"cohort{i}.csv.tink").exists())
+        status = json.loads(ok(daemon.vokter("status", "--json")))
+        assert status["storage"]["overflows"] >= 1
+        assert status["storage"]["full_scans"] >= 2  # at start, and after the overflow
+    finally:
+        daemon.stop()
+
+
+def test_s4_a_symlink_in_a_zone_is_never_followed_out_of_it(enclave: Enclave) -> None:
+    outside = enclave.daemon.root / "outside-cohort.csv"
+    outside.write_bytes(cohort_csv(seed=30))
+    link = enclave.zone("data") / "cohort-link.csv"
+    link.symlink_to(outside)
+    marker = enclave.zone("data") / "cohort.csv"
+    enclave.write_as(enclave.member, marker, cohort_csv())
+    assert eventually(lambda: marker.with_name("cohort.csv.tink").exists())
+    ok(enclave.daemon.vokter("scan", PROJECT, user=enclave.leader.name))
+    assert outside.read_bytes() == cohort_csv(seed=30)  # not encrypted, not moved
+    assert link.is_symlink()
+    assert [v["path"] for v in enclave.violations(PROJECT)] == [str(marker)]

@@ -45,17 +45,22 @@ class RunningDaemon:
         self.config_path.chmod(0o644)
 
     def own_policies(self) -> Path:
-        """The shipped policy, with one change: portable media are looked for under this
-        enclave's own ``media`` folder, not the host's /media, /run/media and /mnt, which may
-        hold mounts of the machine the tests run on (S2 tests mount media there)."""
+        """The shipped policy, with two changes that keep one test off another's things:
+        portable media are looked for under this enclave's own ``media`` folder, not the
+        host's /media, /run/media and /mnt, which may hold the machine's own mounts (S2); and
+        stray copies only in /home, not in /tmp and /var/tmp, where other tests' enclaves
+        are (S1)."""
         folder = self.root / "policies"
         folder.mkdir(exist_ok=True)
         shipped = (Path(__file__).parents[2] / "policies" / "default.toml").read_text()
         media = self.root / "media"
         media.mkdir(exist_ok=True)
-        lines = [f'portable_media_mount_points = ["{media}"]'
-                 if line.startswith("portable_media_mount_points") else line
-                 for line in shipped.splitlines()]
+        replaced = {"portable_media_mount_points": f'["{media}"]',
+                    "copy_scan_paths": '["/home"]'}
+        lines = []
+        for line in shipped.splitlines():
+            key = line.split("=", 1)[0].strip()
+            lines.append(f"{key} = {replaced[key]}" if key in replaced else line)
         (folder / "default.toml").write_text("\n".join(lines) + "\n")
         return folder
 
