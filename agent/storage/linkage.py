@@ -5,8 +5,9 @@ The key is what turns pseudonymous research data back into people, so it must li
 the data (S5). What sets it apart from a data file that merely holds identity numbers is its
 shape: an identity-number column, a column of distinct short codes, each identity number with
 exactly one code and each code with exactly one identity number, and at most a couple of other
-columns (a date of extraction, a project code). A table with more columns is data with
-identifiers (S4's business), not a key.
+columns (a date of extraction, a project code), in which case the code column must be named
+like a serial number. A table with more columns is data with identifiers (S4's business), not
+a key.
 
 Rows are streamed once. Candidates are dropped as soon as a value repeats or does not look like
 a code, so a data file costs little; a true key is remembered whole (one entry per row in each
@@ -26,6 +27,15 @@ from agent.storage.evidence import TableVerdict, as_identity_number
 #: be an identity number's shape, so a part holds at most 10 digits.
 _SERIAL = re.compile(r"(?=[^0-9]*[0-9])(?!.*[0-9]{11})[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 _SERIAL_MAX = 16
+#: Dates are distinct short codes too, in a small file: never a serial number.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2}-[0-9]{1,2}-[0-9]{4}")
+#: Names a serial-number column goes by (løpenummer, lnr, pid, pseudonym, key...). With other
+#: columns beside the pair, the serial column must be named like one: a data file of an
+#: identity number, a code that happens to be distinct in a few rows and a measurement is not
+#: a key, and moving it to the key zone would take it from the members who work on it.
+_SERIAL_NAME = re.compile(
+    r"l[oø]pe|lnr|serial|pseudo|n[oø]kkel|key|(?:^|[^a-zæøå])p?id(?:$|[^a-zæøå])",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +49,12 @@ class LinkageVerdict:
 
 
 def is_serial_code(value: str) -> bool:
-    return len(value) <= _SERIAL_MAX and _SERIAL.fullmatch(value) is not None
+    return (len(value) <= _SERIAL_MAX and _SERIAL.fullmatch(value) is not None
+            and _DATE.fullmatch(value) is None)
+
+
+def named_like_a_serial(name: str) -> bool:
+    return _SERIAL_NAME.search(name) is not None
 
 
 class _Distinct:
@@ -105,8 +120,11 @@ def _keeps_serial(column: _Distinct, row: Sequence[str]) -> bool:
 
 def _verdict(header: Sequence[str], identities: list[_Distinct], serials: list[_Distinct],
              pairs: dict[tuple[int, int], int]) -> LinkageVerdict | None:
-    """The pair that pairs the most rows (the first in the header among equals)."""
-    candidates = [(pairs[i.index, s.index], i.index, s.index) for i in identities for s in serials]
+    """The pair that pairs the most rows (the first in the header among equals); with other
+    columns beside it, only a serial column named like one counts."""
+    alone = len(header) == 2
+    candidates = [(pairs[i.index, s.index], i.index, s.index) for i in identities for s in serials
+                  if alone or named_like_a_serial(header[s.index])]
     best = max(candidates, key=lambda c: (c[0], -c[1], -c[2]), default=None)
     if best is None or best[0] == 0:
         return None

@@ -83,3 +83,36 @@ def test_s5_serial_codes_are_short_letters_and_digits_never_eleven_digits() -> N
         assert is_serial_code(code), code
     for code in ("12345678901", "ABCDEF", "", "a b1", "P" + "1" * 20, "2.5"):
         assert not is_serial_code(code), code
+
+
+def _rows(*columns: list[str]) -> list[list[str]]:
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def test_s5_a_small_data_file_with_distinct_dates_or_codes_is_not_a_key() -> None:
+    """Distinct values beside an identity column are no key unless named like serials."""
+    ids = numbers(40, seed=41)
+    dates = [f"19{50 + d}-0{d % 9 + 1}-1{d % 9}" for d in range(40)]
+    codes = [f"K{1000 + d}" for d in range(40)]
+    weights = [str(50 + d % 7) for d in range(40)]
+    for header, second in ((["fnr", "dato", "vekt"], dates), (["fnr", "kommune", "vekt"], codes)):
+        rows = _rows(ids, second, weights)
+        verdict = judge_table(header, rows, today=TODAY, share=0.9)
+        assert verdict.identity_columns == ("fnr",)
+        assert judge_linkage(header, rows, verdict) is None
+
+
+def test_s5_a_key_named_as_one_keeps_a_column_or_two_beside_it() -> None:
+    ids = numbers(40, seed=42)
+    serials = [f"P{d:05d}" for d in range(40)]
+    extracted = ["2026-01-15"] * 40
+    for name in ("lopenr", "løpenummer", "LNR", "pid", "person_id", "pseudonym", "key"):
+        header = ["fnr", name, "uttrekk"]
+        rows = _rows(ids, serials, extracted)
+        verdict = judge_table(header, rows, today=TODAY, share=0.9)
+        found = judge_linkage(header, rows, verdict)
+        assert found is not None and found.serial_column == name
+    # Two columns alone need no name: the pair is all there is.
+    rows = _rows(ids, serials)
+    verdict = judge_table(["fnr", "nr"], rows, today=TODAY, share=0.9)
+    assert judge_linkage(["fnr", "nr"], rows, verdict) is not None
