@@ -108,6 +108,8 @@ def daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
         yield running
     finally:
         running.stop()
+    # S4: whatever the test did, no identity number reached the daemon's records.
+    assert running.identity_numbers_recorded() == 0
 
 
 @pytest.fixture

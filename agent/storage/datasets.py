@@ -19,6 +19,7 @@ from agent.access.plan import ZoneKind
 from agent.api.descriptors import checked_file
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import DatasetAddArgs, ProjectRef
+from agent.audit.redact import redact_identity_numbers
 from agent.crypto.file_ops import locate, opened_path
 from agent.errors import AlreadyExists, Failed, InvalidRequest
 from agent.projects.service import project_for
@@ -135,12 +136,16 @@ def add_dataset(ctx: RequestContext, args: DatasetAddArgs) -> dict[str, Any]:
     with ctx.services.store.write() as session:
         datasets = _project_datasets(session, project.id)
         for existing in datasets:
-            if existing.path == path:
+            if existing.path == redact_identity_numbers(path):
                 raise AlreadyExists(f"{path} is already recorded as dataset {existing.id} of "
                                     f"{project.id}", hint=f"see 'vokter dataset list {project.id}'")
-        row = Dataset(project_id=project.id, path=path, source=source,
-                      variables=json.dumps(list(variables), ensure_ascii=False),
-                      columns=json.dumps(columns, ensure_ascii=False),
+        # A file laid out with one column per person names its columns by identity numbers:
+        # what is stored is masked like everything else the daemon records (S4).
+        row = Dataset(project_id=project.id, path=redact_identity_numbers(path), source=source,
+                      variables=json.dumps([redact_identity_numbers(v) for v in variables],
+                                           ensure_ascii=False),
+                      columns=json.dumps([redact_identity_numbers(c) for c in columns],
+                                         ensure_ascii=False),
                       added_by=ctx.caller.name, added_at=ctx.services.clock.now())
         session.add(row)
         session.flush()

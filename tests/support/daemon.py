@@ -109,6 +109,26 @@ class RunningDaemon:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM audit_event ORDER BY seq")]
 
+    def identity_numbers_recorded(self) -> int:
+        """Valid identity numbers in everything the daemon wrote about what it saw: its log,
+        the audit trail, the violations and datasets. Must be 0 (S4): the validator itself
+        reads them, so a masked number or an account number does not count."""
+        from datetime import date
+
+        from agent.storage.evidence import scan_text
+
+        produced = [self.log_path.read_text(errors="replace")] if self.log_path.exists() else []
+        database = self.state_dir / "vokter.db"
+        if database.exists():
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+                tables = {name for (name,) in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                for table in ("audit_event", "violation", "dataset"):
+                    if table in tables:
+                        produced += [json.dumps(row) for row in
+                                     db.execute(f"SELECT * FROM {table}")]  # noqa: S608
+        return scan_text(produced, today=date.today()).hits  # wall-clock: the daemon's day
+
     def log_records(self) -> list[dict[str, Any]]:
         records = []
         for line in self.log_path.read_text(errors="replace").splitlines():
