@@ -4,11 +4,30 @@ client's output files alike."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import secrets
 from pathlib import Path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def rename_noreplace(source_dir_fd: int, source: str, target_dir_fd: int, target: str) -> None:
+    """Rename between folders of one file system, failing with ``FileExistsError`` if
+    ``target`` exists: nothing of anyone's is ever overwritten, whoever wins a race."""
+    if _libc.renameat2(source_dir_fd, os.fsencode(source), target_dir_fd, os.fsencode(target),
+                       _RENAME_NOREPLACE) == 0:
+        return
+    code = ctypes.get_errno()
+    if code not in (errno.EINVAL, errno.ENOSYS):
+        raise OSError(code, os.strerror(code), target)
+    # A file system without RENAME_NOREPLACE: a hard link is never made over a file either.
+    os.link(source, target, src_dir_fd=source_dir_fd, dst_dir_fd=target_dir_fd,
+            follow_symlinks=False)
+    os.unlink(source, dir_fd=source_dir_fd)
 
 
 def fsync_folder(folder: Path) -> None:

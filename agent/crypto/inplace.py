@@ -13,7 +13,6 @@ zone root down: a link planted in a zone never leads the daemon (root) out of it
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import stat
@@ -24,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from agent import durable
 from agent.access.acl import ACCESS_XATTR, open_dir_nofollow, proc_path, read_raw
 from agent.crypto.journal import JournalEntry, read_entries, remove_entry, write_entry
 from agent.crypto.keyset import Keyset, StreamingKey
@@ -42,8 +42,6 @@ SUFFIX = ".tink"
 PARTIAL = ".tink.partial-"
 #: Room for the temporary name's prefix and suffix within NAME_MAX (255 bytes).
 MAX_NAME_BYTES = 255 - len(PARTIAL) - 1 - 16
-_RENAME_NOREPLACE = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 #: Files being encrypted by this process, by (st_dev, st_ino): one encryption per file.
 _busy: set[tuple[int, int]] = set()
@@ -77,16 +75,7 @@ def open_folder(zone_root: str, folder: str) -> int:
 
 def rename_noreplace(dir_fd: int, source: str, target: str) -> None:
     """Rename within one folder, failing with ``FileExistsError`` if ``target`` exists."""
-    result = _libc.renameat2(dir_fd, os.fsencode(source), dir_fd, os.fsencode(target),
-                             _RENAME_NOREPLACE)
-    if result == 0:
-        return
-    code = ctypes.get_errno()
-    if code not in (errno.EINVAL, errno.ENOSYS):
-        raise OSError(code, os.strerror(code), target)
-    # A file system without RENAME_NOREPLACE: a hard link is never made over a file either.
-    os.link(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    os.unlink(source, dir_fd=dir_fd)
+    durable.rename_noreplace(dir_fd, source, dir_fd, target)
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
@@ -323,7 +312,7 @@ def recover_entry(entry: JournalEntry, keyset_for: Callable[[str], Keyset]) -> s
 def recover(journal: Path, keyset_for: Callable[[str], Keyset]) -> list[dict[str, Any]]:
     """Every journalled encryption finished or undone, its entry removed. An entry that cannot
     be settled now (the key store failed) stays for the next start."""
-    entries, damaged = read_entries(journal)
+    entries, damaged = read_entries(journal, JournalEntry)
     done: list[dict[str, Any]] = [{"entry": name, "outcome": "damaged entry kept"}
                                   for name in damaged]
     for entry in entries:

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from agent.durable import fsync_folder, replace_durably
 
@@ -43,17 +44,29 @@ class JournalEntry:
 
 
 
-def journal_dir(state_dir: Path) -> Path:
+class JournalRecord(Protocol):
+    """What a journal keeps: a dataclass with an id (the storage rules' moves use one too)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def entry_id(self) -> str: ...
+
+
+Record = TypeVar("Record", bound=JournalRecord)
+
+
+def journal_dir(state_dir: Path, name: str = JOURNAL_DIR) -> Path:
     """The journal's folder; made durably the first time, or a crash could lose the folder
     with the entries in it."""
-    path = state_dir / JOURNAL_DIR
+    path = state_dir / name
     if not path.is_dir():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         fsync_folder(state_dir)
     return path
 
 
-def write_entry(directory: Path, entry: JournalEntry) -> None:
+def write_entry(directory: Path, entry: JournalRecord) -> None:
     """Durably, over an earlier version of the same entry."""
     replace_durably(directory, f"{entry.entry_id}.json",
                     json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
@@ -69,9 +82,9 @@ def remove_entry(directory: Path, entry_id: str) -> None:
         os.close(folder)
 
 
-def read_entries(directory: Path) -> tuple[list[JournalEntry], list[str]]:
+def read_entries(directory: Path, kind: type[Record]) -> tuple[list[Record], list[str]]:
     """The journal's entries, and the names of files in it that are not entries (damaged)."""
-    entries: list[JournalEntry] = []
+    entries: list[Record] = []
     damaged: list[str] = []
     if not directory.is_dir():
         return entries, damaged
@@ -80,7 +93,7 @@ def read_entries(directory: Path) -> tuple[list[JournalEntry], list[str]]:
             path.unlink(missing_ok=True)  # a journal write that never reached its rename
             continue
         try:
-            entries.append(JournalEntry(**json.loads(path.read_text("utf-8"))))
+            entries.append(kind(**json.loads(path.read_text("utf-8"))))
         except (ValueError, TypeError):
             damaged.append(path.name)
     return entries, damaged

@@ -15,27 +15,24 @@ Every folder is reached from its zone root without following a symlink.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agent.access.acl import open_dir_nofollow
 from agent.crypto.inplace import open_folder
-from agent.durable import fsync_folder, replace_durably
+from agent.crypto.journal import journal_dir, read_entries, remove_entry, write_entry
+from agent.durable import rename_noreplace
 from agent.errors import InvalidRequest, Refused
 
 JOURNAL_DIR = "storage-journal"
-_RENAME_NOREPLACE = 1
 _COPY_CHUNK = 8 * 1024 * 1024
 #: A name is tried with .1, .2 ... appended until a free one is found, this many times.
 _MAX_SUFFIX = 1000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -60,34 +57,7 @@ class MoveEntry:
 
 
 def journal_folder(state_dir: Path) -> Path:
-    path = state_dir / JOURNAL_DIR
-    if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fsync_folder(state_dir)
-    return path
-
-
-def _write_entry(journal: Path, entry: MoveEntry) -> None:
-    replace_durably(journal, f"{entry.entry_id}.json",
-                    json.dumps(asdict(entry), sort_keys=True).encode("utf-8"))
-
-
-def _remove_entry(journal: Path, entry_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (journal / f"{entry_id}.json").unlink()
-    fsync_folder(journal)
-
-
-def _rename_between(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
-    """Rename across folders of one file system, never over an existing ``dst``."""
-    if _libc.renameat2(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst),
-                       _RENAME_NOREPLACE) == 0:
-        return
-    code = ctypes.get_errno()
-    if code not in (errno.EINVAL, errno.ENOSYS):
-        raise OSError(code, os.strerror(code), dst)
-    os.link(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
-    os.unlink(src, dir_fd=src_fd)
+    return journal_dir(state_dir, JOURNAL_DIR)
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
@@ -150,7 +120,7 @@ def move_file(journal: Path, *, project: str, source_root: str, source_folder: s
                 f"{name} has {found.st_nlink} hard links: its other names would stay behind",
                 hint="remove the other links first (find -samefile)")
         if found.st_dev == os.fstat(dst_fd).st_dev:
-            placed = _place(lambda n: _rename_between(src_fd, name, dst_fd, n), target_stem)
+            placed = _place(lambda n: rename_noreplace(src_fd, name, dst_fd, n), target_stem)
             os.fsync(dst_fd)
             os.fsync(src_fd)
             return placed
@@ -167,7 +137,7 @@ def move_file(journal: Path, *, project: str, source_root: str, source_folder: s
 def _copy_steps(journal: Path, src_fd: int, dst_fd: int, entry: MoveEntry,
                 target_stem: str) -> str:
     entry = replace(entry, temp_name=f".{entry.entry_id}.moving")
-    _write_entry(journal, entry)
+    write_entry(journal, entry)
     placed = ""
     try:
         source = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
@@ -191,11 +161,11 @@ def _copy_steps(journal: Path, src_fd: int, dst_fd: int, entry: MoveEntry,
         finally:
             os.close(source)
         entry = replace(entry, copy_dev=made.st_dev, copy_ino=made.st_ino)
-        _write_entry(journal, entry)
+        write_entry(journal, entry)
 
         def rename(candidate: str) -> None:
-            _write_entry(journal, replace(entry, target_name=candidate))
-            _rename_between(dst_fd, entry.temp_name, dst_fd, candidate)
+            write_entry(journal, replace(entry, target_name=candidate))
+            rename_noreplace(dst_fd, entry.temp_name, dst_fd, candidate)
 
         placed = _place(rename, target_stem)
         os.fsync(dst_fd)
@@ -204,7 +174,7 @@ def _copy_steps(journal: Path, src_fd: int, dst_fd: int, entry: MoveEntry,
         if not _unlink_if_unchanged(entry.name, src_fd, entry):
             _unlink_ours(placed, dst_fd, entry)
             os.fsync(dst_fd)
-            _remove_entry(journal, entry.entry_id)
+            remove_entry(journal, entry.entry_id)
             raise Refused(f"{entry.name} changed while it was being moved; nothing moved",
                           hint="the next scan judges it again")
         os.fsync(src_fd)
@@ -213,9 +183,9 @@ def _copy_steps(journal: Path, src_fd: int, dst_fd: int, entry: MoveEntry,
             with contextlib.suppress(OSError):
                 os.unlink(entry.temp_name, dir_fd=dst_fd)
             os.fsync(dst_fd)
-            _remove_entry(journal, entry.entry_id)
+            remove_entry(journal, entry.entry_id)
         raise
-    _remove_entry(journal, entry.entry_id)
+    remove_entry(journal, entry.entry_id)
     return placed
 
 
@@ -280,20 +250,12 @@ def _settle(entry: MoveEntry) -> str:
 
 def recover(journal: Path) -> list[dict[str, Any]]:
     """Every journalled move finished or undone, its entry removed; a damaged entry stays."""
-    done: list[dict[str, Any]] = []
-    if not journal.is_dir():
-        return done
-    for path in sorted(journal.iterdir()):
-        if path.name.startswith("."):
-            path.unlink(missing_ok=True)
-            continue
-        try:
-            entry = MoveEntry(**json.loads(path.read_text("utf-8")))
-        except (ValueError, TypeError):
-            done.append({"entry": path.name, "outcome": "damaged entry kept"})
-            continue
+    entries, damaged = read_entries(journal, MoveEntry)
+    done: list[dict[str, Any]] = [{"entry": name, "outcome": "damaged entry kept"}
+                                  for name in damaged]
+    for entry in entries:
         outcome = _settle(entry)
-        _remove_entry(journal, entry.entry_id)
+        remove_entry(journal, entry.entry_id)
         done.append({"entry": entry.entry_id, "project": entry.project, "outcome": outcome,
                      "path": os.path.join(entry.source_root, entry.source_folder, entry.name)})
     return done

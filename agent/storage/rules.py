@@ -122,32 +122,30 @@ def _judge_data(evidence: FileEvidence, policy: StoragePolicy) -> list[Finding]:
     return []
 
 
-def _judge_key(evidence: FileEvidence) -> list[Finding]:
+def _plaintext_summary(evidence: FileEvidence, zone: str) -> str | None:
+    """What plaintext with identifiers a key or export zone file holds; None if none."""
     key = evidence.linkage
     if key is not None:
-        summary = f"{_linkage_summary(key)}, not encrypted in the key zone"
-    elif evidence.identity_tables:
-        summary = (f"identity numbers in plaintext in the key zone: "
-                   f"{_columns(evidence.identity_tables)}")
-    elif evidence.text_hits:
-        summary = f"{evidence.text_hits} identity-number hit(s) in plaintext in the key zone"
-    else:
+        return f"{_linkage_summary(key)}, not encrypted in the {zone} zone"
+    if evidence.identity_tables:
+        return (f"identity numbers in plaintext in the {zone} zone: "
+                f"{_columns(evidence.identity_tables)}")
+    if evidence.text_hits:
+        return f"{evidence.text_hits} identity-number hit(s) in plaintext in the {zone} zone"
+    return None
+
+
+def _judge_key(evidence: FileEvidence) -> list[Finding]:
+    summary = _plaintext_summary(evidence, "key")
+    if summary is None:
         return []
     return [_finding(evidence, "S5", "plaintext_key", Response.ENCRYPT, summary,
                      **_details(evidence))]
 
 
 def _judge_export(evidence: FileEvidence, policy: StoragePolicy) -> list[Finding]:
-    key = evidence.linkage
-    if key is not None:
-        summary = f"{_linkage_summary(key)}, in plaintext in the export zone"
-    elif evidence.identity_tables:
-        summary = (f"identity numbers in plaintext in the export zone: "
-                   f"{_columns(evidence.identity_tables)}")
-    elif evidence.text_hits:
-        summary = (f"{evidence.text_hits} identity-number hit(s) in plaintext in the export "
-                   "zone")
-    else:
+    summary = _plaintext_summary(evidence, "export")
+    if summary is None:
         return []
     return [_finding(evidence, "S7", "plaintext_export",
                      Response(policy.export_plaintext_identifiers), summary,

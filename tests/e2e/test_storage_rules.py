@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.daemon import RunningDaemon, ok
-from tests.support.identity_numbers import some
+from tests.support.identity_numbers import valid_numbers as identity_numbers
 from tests.support.users import TestUser, UserFactory
 
 PROJECT = "p5150"
@@ -27,10 +27,6 @@ TODAY = date(2026, 11, 23)
 KOMMUNER = ["0301", "1103", "4601", "5001", "1804", "3024"]
 
 
-def identity_numbers(count: int, seed: int) -> list[str]:
-    rnd = random.Random(seed)
-    return [some(rnd.randint(1, 28), rnd.randint(1, 12), rnd.randint(0, 99),
-                 start=rnd.randint(0, 400)) for _ in range(count)]
 
 
 def cohort_csv(count: int = 60, seed: int = 1) -> bytes:

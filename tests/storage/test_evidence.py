@@ -20,16 +20,12 @@ from agent.storage.evidence import (
 )
 from agent.storage.identity_numbers import NumberKind
 from tests.support.identity_numbers import bank_account_numbers, some
+from tests.support.identity_numbers import valid_numbers as numbers
 
 TODAY = date(2026, 11, 23)
 SHARE = 0.9
 
 
-def numbers(count: int, seed: int) -> list[str]:
-    """Valid fødselsnummer, made for the test: varied dates and individual numbers."""
-    rnd = random.Random(seed)
-    return [some(rnd.randint(1, 28), rnd.randint(1, 12), rnd.randint(0, 99),
-                 start=rnd.randint(0, 400)) for _ in range(count)]
 
 
 def table(**columns: list[str]) -> tuple[list[str], list[list[str]]]:

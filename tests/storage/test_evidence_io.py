@@ -4,7 +4,6 @@ any parsing, the formats it cannot see into, a damaged file read as raw bytes, a
 from __future__ import annotations
 
 import os
-import random
 from datetime import date
 from pathlib import Path
 
@@ -15,15 +14,11 @@ from agent.crypto.keyset import Keyset, new_keyset
 from agent.crypto.stream_io import encrypt_stream
 from agent.crypto.wrapping import file_associated_data
 from agent.storage.evidence_io import Gathered, gather
-from tests.support.identity_numbers import some
+from tests.support.identity_numbers import valid_numbers as numbers
 
 TODAY = date(2026, 11, 23)
 
 
-def numbers(count: int, seed: int) -> list[str]:
-    rnd = random.Random(seed)
-    return [some(rnd.randint(1, 28), rnd.randint(1, 12), rnd.randint(0, 99),
-                 start=rnd.randint(0, 400)) for _ in range(count)]
 
 
 def judged(folder: Path, name: str, content: bytes, keyset: Keyset | None = None) -> Gathered:

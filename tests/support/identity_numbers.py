@@ -43,3 +43,11 @@ def bank_account_numbers(count: int, seed: int) -> list[str]:
         if kontonr.is_valid(number):
             found.append(number)
     return found
+
+
+def valid_numbers(count: int, seed: int) -> list[str]:
+    """Valid fødselsnummer made for a test, varied dates (some days 01-09, so some lose a
+    leading zero in a spreadsheet) and individual numbers; the same for the same seed."""
+    rnd = random.Random(seed)
+    return [some(rnd.randint(1, 28), rnd.randint(1, 12), rnd.randint(0, 99),
+                 start=rnd.randint(0, 400)) for _ in range(count)]

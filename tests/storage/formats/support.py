@@ -13,17 +13,14 @@ from pathlib import Path
 
 from agent.storage.evidence import TableVerdict, judge_table
 from agent.storage.formats import Table, Text, read_content
-from tests.support.identity_numbers import bank_account_numbers, some
+from tests.support.identity_numbers import bank_account_numbers
+from tests.support.identity_numbers import valid_numbers as numbers
+
+__all__ = ["SHARE", "TODAY", "accounts", "holds_no_identity_number", "numbers", "opened",
+           "random_eleven", "tables", "text_of", "verdicts"]
 
 TODAY = date(2026, 11, 23)
 SHARE = 0.9
-
-
-def numbers(count: int, seed: int) -> list[str]:
-    """Valid fødselsnummer made for the test, some with a leading zero (days 01-09)."""
-    rnd = random.Random(seed)
-    return [some(rnd.randint(1, 28), rnd.randint(1, 12), rnd.randint(0, 99),
-                 start=rnd.randint(0, 400)) for _ in range(count)]
 
 
 def accounts(count: int, seed: int) -> list[str]:
