@@ -82,10 +82,11 @@ def judge_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, today: 
 
     ``decide_after``: stop once every column has that many non-empty values, or is ruled out
     (more invalid values than the share allows among that many, and a share below it so far;
-    its counting stops there). A column's share is then known well enough: 200 values tell a
+    its counting stops there). A column's share is then known well enough: 100 values tell a
     column of identity numbers, nearly all valid, from one of account or random numbers, of
-    which 1-8 % pass. A large file is judged from its first rows instead of all of them, and
-    the verdict says so (``complete`` False)."""
+    which 1-8 % pass (a column whose true share lies within a few points of the threshold
+    may fall either side, as it may when every value is judged). A large file is judged from
+    its first rows instead of all of them, and the verdict says so (``complete`` False)."""
     width = len(header)
     non_empty = [0] * width
     valid = [0] * width

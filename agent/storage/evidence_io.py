@@ -28,7 +28,7 @@ RAW_CHUNK = 1 << 20
 #: Bytes per read of the quick check for candidates: large reads, few system calls.
 QUICK_CHUNK = 8 << 20
 #: A column is judged from its first this many non-empty values (see ``judge_table``).
-DECIDE_AFTER = 200
+DECIDE_AFTER = 100
 _UTF16_OR_32 = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
@@ -58,17 +58,20 @@ def _raw_chunks(fd: int) -> Iterator[str]:
         yield block.decode("latin-1")
 
 
-def _candidates_anywhere(fd: int, sample: bytes) -> bool:
+def _candidates_anywhere(fd: int) -> bool:
     """Could any byte of this file be part of an identity number? A text file in an
     ASCII-compatible encoding answers at memory speed; anything else (binary formats store
     numbers as binary; UTF-16 spells digits in two bytes) is assumed to, and is parsed."""
-    if binary_kind(sample) is not None or sample.startswith(_UTF16_OR_32) or b"\0" in sample:
-        return True
     offset, carry = 0, b""
     while True:
         block = os.pread(fd, QUICK_CHUNK, offset)
         if not block:
             return False
+        if offset == 0:
+            sample = block[:SAMPLE_SIZE]
+            if binary_kind(sample) is not None or sample.startswith(_UTF16_OR_32) or \
+                    b"\0" in sample:
+                return True
         if may_hold_identity_numbers(carry + block if carry else block):
             return True
         offset += len(block)
@@ -102,7 +105,7 @@ def gather(fd: int, *, project: str, zone: str, path: str, info: os.stat_result,
     fingerprint = fingerprint_of(info)
     if keyset is not None and sealed_with(fd, keyset, file_associated_data(project)):
         return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=True), ())
-    if not _candidates_anywhere(fd, os.pread(fd, SAMPLE_SIZE, 0)):
+    if not _candidates_anywhere(fd):
         return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=False), (),
                         quick=True)
     try:
