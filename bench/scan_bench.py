@@ -119,10 +119,12 @@ _DETECT = r"""
 import os, sys, time, json
 from datetime import date
 sys.path.insert(0, sys.argv[2])
+from agent.crypto.keyset import new_keyset
 from agent.policy import load_default_policy
 from agent.storage.evidence_io import gather
 from agent.storage.rules import judge_file
 policy = load_default_policy().storage
+keyset = new_keyset()
 today = date.today()  # wall-clock: the benchmark's own day, as the daemon's clock would give
 found = {}
 started = time.perf_counter()
@@ -133,7 +135,8 @@ for folder, _, names in os.walk(sys.argv[1]):
         try:
             info = os.fstat(fd)
             evidence = gather(fd, project="p1", zone="data", path=path, info=info,
-                              keyset=None, today=today, share=policy.identifier_column_share)
+                              keyset=lambda: keyset, today=today,
+                              share=policy.identifier_column_share)
             for finding in judge_file(evidence.evidence, policy):
                 found[finding.kind] = found.get(finding.kind, 0) + 1
         finally:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
-from agent.crypto.keyset import Keyset
+from agent.crypto.keyset import Keyset, header_size
 from agent.crypto.stream_io import sealed_with
 from agent.crypto.wrapping import file_associated_data
 from agent.storage.evidence import judge_table, may_hold_identity_numbers, scan_text
@@ -29,6 +29,7 @@ RAW_CHUNK = 1 << 20
 QUICK_CHUNK = 8 << 20
 #: A column is judged from its first this many non-empty values (see ``judge_table``).
 DECIDE_AFTER = 100
+_HEADER_LENGTHS = frozenset({header_size(16), header_size(32)})
 _UTF16_OR_32 = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
@@ -97,14 +98,25 @@ def _table_evidence(table: Table, *, today: date, share: float) -> TableEvidence
     )
 
 
+def _may_be_sealed(fd: int) -> bool:
+    """A sealed file starts with its header's length (Tink's streaming AEAD, AES-128 or -256):
+    any other first byte and there is no need to fetch, unwrap and try the project's key."""
+    first = os.pread(fd, 1, 0)
+    return bool(first) and first[0] in _HEADER_LENGTHS
+
+
 def gather(fd: int, *, project: str, zone: str, path: str, info: os.stat_result,
-           keyset: Keyset | None, today: date, share: float) -> Gathered:
-    """Everything the rules need about the open regular file ``fd``. ``keyset`` None means the
-    project's key was destroyed: nothing of it can be sealed any more, nor checked."""
+           keyset: Callable[[], Keyset | None], today: date, share: float) -> Gathered:
+    """Everything the rules need about the open regular file ``fd``. ``keyset()`` gives the
+    project's keyset, asked only for a file that may be sealed; None means the key was
+    destroyed: nothing of it can be sealed any more, nor checked."""
     name = os.path.basename(path)
     fingerprint = fingerprint_of(info)
-    if keyset is not None and sealed_with(fd, keyset, file_associated_data(project)):
-        return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=True), ())
+    if _may_be_sealed(fd):
+        project_keyset = keyset()
+        if project_keyset is not None and sealed_with(fd, project_keyset,
+                                                      file_associated_data(project)):
+            return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=True), ())
     if not _candidates_anywhere(fd):
         return Gathered(FileEvidence(project, zone, path, fingerprint, sealed=False), (),
                         quick=True)

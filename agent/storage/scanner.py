@@ -123,7 +123,14 @@ class StorageRules:
             log.exception("storage_judge_failed", path=redact_identity_numbers(path))
             return Judged(path, skipped="internal error")
 
-    def _open(self, where: ZoneFile) -> int | None:
+    def _open(self, where: ZoneFile, folder_fd: int | None) -> int | None:
+        """The file, opened from its folder (``folder_fd``, or reached from the zone root
+        without following a link); None when it is gone, a symlink, or unreadable."""
+        if folder_fd is not None:
+            try:
+                return os.open(where.name, _OPEN_FLAGS, dir_fd=folder_fd)
+            except OSError:
+                return None
         try:
             folder_fd = open_folder(where.zone.path, where.folder)
         except VokterError:
@@ -131,7 +138,7 @@ class StorageRules:
         try:
             return os.open(where.name, _OPEN_FLAGS, dir_fd=folder_fd)
         except OSError:
-            return None  # gone, a symlink (ELOOP), or unreadable: nothing to judge
+            return None
         finally:
             os.close(folder_fd)
 
@@ -141,9 +148,12 @@ class StorageRules:
         except KeyDestroyed:
             return None
 
-    def _judge(self, where: ZoneFile) -> Judged:
+    def _judge(self, where: ZoneFile, folder_fd: int | None = None,
+               datasets: dict[str, list[DatasetFacts]] | None = None) -> Judged:
+        """``folder_fd`` and ``datasets`` let a scan open each folder and read each project's
+        datasets once, not once per file."""
         path = where.path
-        fd = self._open(where)
+        fd = self._open(where, folder_fd)
         if fd is None:
             return Judged(path, skipped="gone or not reachable without following links")
         try:
@@ -152,11 +162,12 @@ class StorageRules:
                 return Judged(path, skipped="not a regular file")
             policy = self.services.policies.current()
             gathered = gather(fd, project=where.zone.project, zone=where.zone.kind.value,
-                              path=path, info=before, keyset=self._keyset(where.zone.project),
+                              path=path, info=before,
+                              keyset=lambda: self._keyset(where.zone.project),
                               today=self.services.clock.now().date(),
                               share=policy.storage.identifier_column_share)
             findings = judge_file(gathered.evidence, policy.storage)
-            findings += self._minimisation(where, gathered, fd)
+            findings += self._minimisation(where, gathered, fd, datasets)
             if fingerprint_of(os.fstat(fd)) != gathered.evidence.fingerprint:
                 return Judged(path, before.st_size, skipped="changed while it was read")
         finally:
@@ -167,14 +178,23 @@ class StorageRules:
         recorded = [v for v in (self._act(where, f) for f in findings) if v is not None]
         return Judged(path, before.st_size, tuple(findings), tuple(recorded))
 
-    def _minimisation(self, where: ZoneFile, gathered: Gathered, fd: int) -> list[Finding]:
+    def _datasets(self, project: str) -> list[DatasetFacts]:
+        with self.services.store.read() as session:
+            return _dataset_facts(session.exec(select(Dataset).where(
+                Dataset.project_id == project)).all())
+
+    def _minimisation(self, where: ZoneFile, gathered: Gathered, fd: int,
+                      known: dict[str, list[DatasetFacts]] | None) -> list[Finding]:
         """D2, D5: judged on column names, for projects with recorded datasets."""
         if gathered.evidence.sealed or where.zone.kind is ZoneKind.KEY:
             return []
-        with self.services.store.read() as session:
-            rows = session.exec(select(Dataset).where(
-                Dataset.project_id == where.zone.project)).all()
-        if not rows:
+        project = where.zone.project
+        if known is None:
+            datasets = self._datasets(project)
+        else:
+            datasets = known[project] if project in known else known.setdefault(
+                project, self._datasets(project))
+        if not datasets:
             return []
         headers = gathered.headers
         if gathered.quick:  # not parsed: the quick check found no identity number
@@ -189,8 +209,7 @@ class StorageRules:
         columns = list(dict.fromkeys(name for header in headers for name in header))
         registers = self.services.policies.current().storage.deidentified_registers
         return judge_minimisation(where.zone.project, where.path, where.zone.kind.value,
-                                  gathered.evidence.fingerprint, columns,
-                                  _dataset_facts(rows), registers)
+                                  gathered.evidence.fingerprint, columns, datasets, registers)
 
     def record(self, finding: Finding) -> int | None:
         """Record a finding about something outside the zones (nothing to carry out)."""
@@ -254,13 +273,43 @@ class StorageRules:
 
     def scan(self, zones: Sequence[ZoneAccess],
              progress: Callable[[int, int], None] | None = None) -> ScanReport:
-        """Judge every file of ``zones``; ``progress(done, total)`` counts files."""
-        paths = [path for zone in zones for path in self.walk(zone.path)]
+        """Judge every file of ``zones``; ``progress(done, total)`` counts files. Each folder
+        is opened once (from / without following a link) and its files from it."""
+        folders: dict[str, list[str]] = {}
+        for path in (path for zone in zones for path in self.walk(zone.path)):
+            folder, _, name = path.rpartition("/")
+            folders.setdefault(folder, []).append(name)
+        total = sum(len(names) for names in folders.values())
+        step = max(1, total // 200)  # a progress frame per half percent, not per file
         report = ScanReport()
+        datasets: dict[str, list[DatasetFacts]] = {}
         if progress is not None:
-            progress(0, len(paths))
-        for index, path in enumerate(paths, 1):
-            report.add(self.judge_path(path))
-            if progress is not None:
-                progress(index, len(paths))
+            progress(0, total)
+        for folder, names in folders.items():
+            try:
+                folder_fd: int | None = open_dir_nofollow(folder, readable=True)
+            except OSError:
+                folder_fd = None  # gone meanwhile: each file says so
+            try:
+                for name in names:
+                    report.add(self._judge_in(os.path.join(folder, name), folder_fd, datasets))
+                    if progress is not None and (report.files % step == 0
+                                                 or report.files == total):
+                        progress(report.files, total)
+            finally:
+                if folder_fd is not None:
+                    os.close(folder_fd)
         return report
+
+    def _judge_in(self, path: str, folder_fd: int | None,
+                  datasets: dict[str, list[DatasetFacts]]) -> Judged:
+        try:
+            where = self.locate(path)
+            if where is None or own_temporary(where.name):
+                return Judged(path, skipped="not judged here")
+            if folder_fd is None:
+                return Judged(path, skipped="its folder is gone")
+            return self._judge(where, folder_fd, datasets)
+        except Exception:
+            log.exception("storage_judge_failed", path=redact_identity_numbers(path))
+            return Judged(path, skipped="internal error")
