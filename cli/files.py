@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +28,28 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from agent.api import UsageError
+from agent.api import UsageError, VokterError
+
+
+def open_own(path: Path, *, writing: bool = False, denied_hint: str | None = None) -> int:
+    """The user's own open of a file the daemon is to read (or, ``writing``, replace): a
+    regular file, opened with the user's rights, or a one-line error. Passed as a
+    descriptor, so the kernel, not the daemon, checks the user may."""
+    access = os.O_RDWR if writing else os.O_RDONLY
+    try:
+        fd = os.open(path, access | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise VokterError(f"{path}: permission denied", hint=denied_hint) from None
+    except OSError as error:
+        raise VokterError(f"{path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
 
 #: ``update(done, total)``, as progress frames report it.
 ProgressUpdate = Callable[[int, int], None]

@@ -11,7 +11,6 @@ decryption leaves nothing behind.
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 from pathlib import Path
 
@@ -20,29 +19,10 @@ import click
 from agent.api import UsageError, VokterError
 from agent.durable import fsync_folder
 from cli.context import CliState, pass_state
-from cli.files import place, progress_bar, refuse_existing
+from cli.files import open_own, place, progress_bar, refuse_existing
 from cli.output import print_json
 
-
-def _open_own(path: Path, *, writing: bool = False) -> int:
-    """The user's own open: a regular file they may read (and, to encrypt it in place, write),
-    or a one-line error."""
-    access = os.O_RDWR if writing else os.O_RDONLY
-    try:
-        fd = os.open(path, access | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except PermissionError:
-        raise VokterError(f"{path}: permission denied",
-                          hint="you can only encrypt files you may write, and decrypt files "
-                          "you may read") from None
-    except OSError as error:
-        raise VokterError(f"{path}: {error.strerror or error}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UsageError(f"{path} is not a regular file")
-    os.set_blocking(fd, True)
-    return fd
+_DENIED = "you can only encrypt files you may write, and decrypt files you may read"
 
 
 def _size(count: int) -> str:
@@ -72,7 +52,7 @@ def encrypt(state: CliState, path: Path, as_json: bool) -> None:
       vokter encrypt /srv/vokter/p1234/data/cohort.csv
       vokter encrypt /srv/vokter/p1234/key/linkage.csv       # a key custodian
     """
-    fd = _open_own(path, writing=True)
+    fd = open_own(path, writing=True, denied_hint=_DENIED)
     try:
         with progress_bar("encrypting", in_bytes=True) as progress:
             result = state.client().call_streaming("crypto.encrypt", fds=[fd],
@@ -115,7 +95,7 @@ def decrypt(state: CliState, path: Path, output: Path, project_id: str | None, f
         raise UsageError("decrypt writes to a file (-o OUT), never to a terminal or a pipe")
     refuse_existing((output,), force)
     folder = output.parent
-    source = _open_own(path)
+    source = open_own(path, denied_hint=_DENIED)
     temporary: Path | None = None
     out_fd: int | None = None
     try:

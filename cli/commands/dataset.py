@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import click
 
 from agent.api import UsageError, VokterError
 from cli.context import CliState, pass_state
+from cli.files import open_own
 from cli.output import print_json, print_table, warn
 
 DATASET_COLUMNS = [
@@ -74,23 +74,6 @@ def _read_variables(path: Path) -> list[str]:
     return parse_variables(text, path.name)
 
 
-def _open_own(path: Path) -> int:
-    """The user's own open of the delivered file: a regular file they may read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except PermissionError:
-        raise VokterError(f"{path}: permission denied") from None
-    except OSError as error:
-        raise VokterError(f"{path}: {error.strerror or error}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UsageError(f"{path} is not a regular file")
-    os.set_blocking(fd, True)
-    return fd
-
-
 @click.group()
 def dataset() -> None:
     """Record delivered datasets and their approved variables (D2; leaders and root)."""
@@ -123,7 +106,7 @@ def add(state: CliState, project_id: str, path: Path, source: str, variables_fil
           --variables application_nois.csv --json
     """
     variables = _read_variables(variables_file)
-    fd = _open_own(path)
+    fd = open_own(path)
     try:
         result = state.client().call_streaming("dataset.add", fds=[fd], project=project_id,
                                                source=source, variables=variables)
