@@ -8,6 +8,7 @@ import ctypes
 import errno
 import os
 import secrets
+import threading
 from pathlib import Path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -59,3 +60,28 @@ def replace_durably(directory: Path, name: str, data: bytes, *, mode: int = 0o60
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+class InFlight:
+    """The files this daemon is writing right now, by (device, inode): the temporaries of an
+    encryption in place or a move. The storage rules leave them alone. By identity, never by
+    name: anyone can name a file like a temporary to hide it."""
+
+    def __init__(self) -> None:
+        self._files: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, identity: tuple[int, int]) -> None:
+        with self._lock:
+            self._files.add(identity)
+
+    def discard(self, identity: tuple[int, int]) -> None:
+        with self._lock:
+            self._files.discard(identity)
+
+    def __contains__(self, identity: object) -> bool:
+        with self._lock:
+            return identity in self._files
+
+
+IN_FLIGHT = InFlight()

@@ -56,6 +56,7 @@ from typing import Any
 import structlog
 
 from agent.access import fanotify as fan
+from agent.access.acl import open_dir_nofollow
 from agent.access.live import GateViewHolder
 from agent.access.marked import MarkedDirectories
 from agent.access.plan import GateView, ZoneAccess, decide_open
@@ -72,7 +73,6 @@ _NOTIF_INIT = (fan.FAN_CLASS_NOTIF | fan.FAN_REPORT_DFID_NAME | fan.FAN_UNLIMITE
 _NOTIF_MASK = (fan.FAN_ATTRIB | fan.FAN_CREATE | fan.FAN_MOVED_TO | fan.FAN_DELETE_SELF
                | fan.FAN_ONDIR | fan.FAN_EVENT_ON_CHILD)
 _MARK_FLAGS = fan.FAN_MARK_INODE | fan.FAN_MARK_DONT_FOLLOW | fan.FAN_MARK_ONLYDIR
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _VANISHED = (FileNotFoundError, NotADirectoryError)
 
 
@@ -355,7 +355,9 @@ class AccessGate:
 
     def _mark_one(self, path: str) -> list[str]:
         try:
-            fd = os.open(path, _DIR_OPEN)
+            # Every component without following a link: a folder on the way swapped for a
+            # symlink (to /, say) must not have the whole host watched.
+            fd = open_dir_nofollow(path, readable=True)
         except _VANISHED:
             return []
         except OSError as error:

@@ -31,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from agent.access.acl import open_dir_nofollow
 from agent.access.live import GateViewHolder
 from agent.access.plan import GateView, ZoneAccess
 from agent.audit.redact import redact_identity_numbers
@@ -49,7 +50,6 @@ IN_ONLYDIR = 0x01000000
 IN_EXCL_UNLINK = 0x04000000
 IN_ISDIR = 0x40000000
 _TREE_MASK = IN_CREATE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | IN_EXCL_UNLINK
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _HEADER = struct.Struct("iIII")
 _READ_SIZE = 256 * 1024
 _VANISHED = (FileNotFoundError, NotADirectoryError)
@@ -263,7 +263,9 @@ class ZoneInotify:
 
     def _watch_one(self, path: str) -> list[str]:
         try:
-            fd = os.open(path, _DIR_OPEN)
+            # Every component without following a link: a folder on the way swapped for a
+            # symlink (to /, say) must not have the whole host watched.
+            fd = open_dir_nofollow(path, readable=True)
         except _VANISHED:
             return []
         except OSError as error:

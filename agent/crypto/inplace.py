@@ -213,6 +213,7 @@ def _encrypt_steps(journal: Path, folder_fd: int, source_fd: int, source: os.sta
         temp_fd = _make_temporary(folder_fd, entry.temp_name)
         try:
             made = os.fstat(temp_fd)
+            durable.IN_FLIGHT.add((made.st_dev, made.st_ino))
             entry = replace(entry, cipher_dev=made.st_dev, cipher_ino=made.st_ino)
             write_entry(journal, entry)
             os.lseek(source_fd, 0, os.SEEK_SET)
@@ -248,6 +249,8 @@ def _encrypt_steps(journal: Path, folder_fd: int, source_fd: int, source: os.sta
             os.fsync(folder_fd)
             remove_entry(journal, entry.entry_id)
         raise
+    finally:
+        durable.IN_FLIGHT.discard((entry.cipher_dev or 0, entry.cipher_ino or 0))
     remove_entry(journal, entry.entry_id)
     return InPlaceResult(entry.target_name, result.plaintext_bytes, result.ciphertext_bytes)
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from agent.access.acl import open_dir_nofollow
 from agent.storage.findings import Finding, Response
 from agent.storage.mounts import PSEUDO_FILESYSTEMS, parse_mountinfo
 
@@ -30,7 +31,6 @@ COPY = "copy"
 KERNEL_TREES = ("/proc", "/sys", "/dev")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 20
 
 
@@ -135,15 +135,32 @@ def _may_enter(status: os.stat_result, top_device: int, skip_dirs: frozenset[tup
     return True
 
 
+def open_if_regular(name: str, dir_fd: int | None = None) -> int | None:
+    """A read descriptor on ``name`` if it is a regular file, else None. Root must never open
+    a device node or a FIFO it did not mean to (opening some devices does something): the
+    entry is first taken with O_PATH, which opens nothing, and reopened only once fstat
+    says it is a regular file."""
+    try:
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    finally:
+        os.close(handle)
+
+
 def open_regular(found: FoundFile) -> int | None:
     """A descriptor on the very file the walk saw, or None if it changed into something else
     (a FIFO or a symlink swapped in) or went away."""
-    try:
-        fd = os.open(found.name, _FILE_FLAGS, dir_fd=found.dir_fd)
-    except OSError:
+    fd = open_if_regular(found.name, found.dir_fd)
+    if fd is None:
         return None
-    opened = os.fstat(fd)
-    if not stat.S_ISREG(opened.st_mode) or opened.st_ino != found.status.st_ino:
+    if os.fstat(fd).st_ino != found.status.st_ino:
         os.close(fd)
         return None
     return fd
@@ -204,10 +221,18 @@ class ZoneFileIndex:
 
 
 def _digest_of_path(path: str, size: int) -> bytes | None:
-    """None when the zone file is gone or no longer the regular file of ``size`` indexed."""
+    """None when the zone file is gone or no longer the regular file of ``size`` indexed. Its
+    folder is reached from / without following a link: a folder of the zone swapped for a
+    symlink since the index was built leads nowhere."""
     try:
-        fd = os.open(path, _FILE_FLAGS)
+        folder = open_dir_nofollow(os.path.dirname(path))
     except OSError:
+        return None
+    try:
+        fd = open_if_regular(os.path.basename(path), folder)
+    finally:
+        os.close(folder)
+    if fd is None:
         return None
     try:
         status = os.fstat(fd)

@@ -26,7 +26,7 @@ from typing import Any
 from agent.access.acl import open_dir_nofollow
 from agent.crypto.inplace import open_folder
 from agent.crypto.journal import journal_dir, read_entries, remove_entry, write_entry
-from agent.durable import rename_noreplace
+from agent.durable import IN_FLIGHT, rename_noreplace
 from agent.errors import InvalidRequest, Refused
 
 JOURNAL_DIR = "storage-journal"
@@ -139,12 +139,16 @@ def _copy_steps(journal: Path, src_fd: int, dst_fd: int, entry: MoveEntry,
     entry = replace(entry, temp_name=f".{entry.entry_id}.moving")
     write_entry(journal, entry)
     placed = ""
+    flying = (-1, -1)
     try:
         source = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
         try:
             temp = os.open(entry.temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                            | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
             try:
+                made = os.fstat(temp)
+                flying = (made.st_dev, made.st_ino)
+                IN_FLIGHT.add(flying)
                 copied = _copy_all(source, temp)
                 like = os.fstat(source)
                 if os.geteuid() == 0:
@@ -185,20 +189,35 @@ def _copy_steps(journal: Path, src_fd: int, dst_fd: int, entry: MoveEntry,
             os.fsync(dst_fd)
             remove_entry(journal, entry.entry_id)
         raise
+    finally:
+        IN_FLIGHT.discard(flying)
     remove_entry(journal, entry.entry_id)
     return placed
 
 
+def _same(info: os.stat_result | None, entry: MoveEntry) -> bool:
+    return info is not None and stat.S_ISREG(info.st_mode) and (
+        info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) == (
+        entry.dev, entry.ino, entry.size, entry.mtime_ns)
+
+
 def _unlink_if_unchanged(name: str, dir_fd: int, entry: MoveEntry) -> bool:
-    """Unlink the original if it is still the very file, unchanged, that was copied."""
-    info = _lstat(name, dir_fd)
-    if info is None or not stat.S_ISREG(info.st_mode):
+    """Unlink the original if it is still the very file, unchanged, that was copied. It is
+    renamed aside first and checked there: a new version saved under the name between a
+    check and an unlink by name (an editor's atomic save) would otherwise be the one lost."""
+    if not _same(_lstat(name, dir_fd), entry):
         return False
-    if (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) != (
-            entry.dev, entry.ino, entry.size, entry.mtime_ns):
+    aside = f".{entry.entry_id}.gone"
+    try:
+        rename_noreplace(dir_fd, name, dir_fd, aside)
+    except OSError:
         return False
-    os.unlink(name, dir_fd=dir_fd)
-    return True
+    if _same(_lstat(aside, dir_fd), entry):
+        os.unlink(aside, dir_fd=dir_fd)
+        return True
+    with contextlib.suppress(OSError):  # not ours after all: it goes back under its name
+        rename_noreplace(dir_fd, aside, dir_fd, name)
+    return False
 
 
 def _unlink_ours(name: str, dir_fd: int, entry: MoveEntry) -> None:
@@ -254,7 +273,12 @@ def recover(journal: Path) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = [{"entry": name, "outcome": "damaged entry kept"}
                                   for name in damaged]
     for entry in entries:
-        outcome = _settle(entry)
+        try:
+            outcome = _settle(entry)
+        except OSError as error:  # a read-only or failing disk: kept for the next start
+            done.append({"entry": entry.entry_id, "project": entry.project,
+                         "outcome": f"kept: {error.strerror or error}"})
+            continue
         remove_entry(journal, entry.entry_id)
         done.append({"entry": entry.entry_id, "project": entry.project, "outcome": outcome,
                      "path": os.path.join(entry.source_root, entry.source_folder, entry.name)})

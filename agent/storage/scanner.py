@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,24 +25,25 @@ from agent.access.acl import open_dir_nofollow
 from agent.access.plan import ZoneAccess, ZoneKind
 from agent.api.dispatch import Caller, RequestContext
 from agent.audit.redact import redact_identity_numbers
-from agent.crypto.inplace import PARTIAL, open_folder
+from agent.crypto.inplace import open_folder
 from agent.crypto.keyset import Keyset
+from agent.durable import IN_FLIGHT
 from agent.errors import KeyDestroyed, VokterError
 from agent.services import Services
+from agent.storage.copies import open_if_regular
 from agent.storage.evidence_io import Gathered, fingerprint_of, gather
 from agent.storage.findings import NOTHING_DONE, Finding
 from agent.storage.formats import UnreadableFile, column_names
 from agent.storage.minimisation import DatasetFacts, judge_minimisation
 from agent.storage.responses import ZoneFile, carry_out
 from agent.storage.rules import judge_file
-from agent.storage.violations import open_violation, record_finding
+from agent.storage.violations import record_finding, recorded_violation
 from agent.store.tables import Dataset
 
 log = structlog.get_logger("vokterd.storage")
 
 #: The zones whose files the rules judge; the quarantine is where findings go.
 JUDGED_ZONES = (ZoneKind.DATA, ZoneKind.KEY, ZoneKind.EXPORT)
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +76,6 @@ class ScanReport:
     def as_dict(self) -> dict[str, object]:
         return {"files": self.files, "bytes": self.bytes, "findings": self.findings,
                 "violations": list(self.violations), "skipped": self.skipped}
-
-
-def own_temporary(name: str) -> bool:
-    """The daemon's own files in the making: an encryption's or a move's temporary."""
-    return name.startswith(".") and (PARTIAL in name or name.endswith(".moving"))
 
 
 def _dataset_facts(rows: Sequence[Dataset]) -> list[DatasetFacts]:
@@ -116,8 +111,6 @@ class StorageRules:
             where = self.locate(path)
             if where is None:
                 return Judged(path, skipped="not in a judged zone")
-            if own_temporary(where.name):
-                return Judged(path, skipped="the daemon's own temporary file")
             return self._judge(where)
         except Exception:
             log.exception("storage_judge_failed", path=redact_identity_numbers(path))
@@ -127,18 +120,13 @@ class StorageRules:
         """The file, opened from its folder (``folder_fd``, or reached from the zone root
         without following a link); None when it is gone, a symlink, or unreadable."""
         if folder_fd is not None:
-            try:
-                return os.open(where.name, _OPEN_FLAGS, dir_fd=folder_fd)
-            except OSError:
-                return None
+            return open_if_regular(where.name, folder_fd)
         try:
             folder_fd = open_folder(where.zone.path, where.folder)
         except VokterError:
             return None
         try:
-            return os.open(where.name, _OPEN_FLAGS, dir_fd=folder_fd)
-        except OSError:
-            return None
+            return open_if_regular(where.name, folder_fd)
         finally:
             os.close(folder_fd)
 
@@ -158,8 +146,8 @@ class StorageRules:
             return Judged(path, skipped="gone or not reachable without following links")
         try:
             before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return Judged(path, skipped="not a regular file")
+            if (before.st_dev, before.st_ino) in IN_FLIGHT:
+                return Judged(path, skipped="the daemon's own file, being written")
             policy = self.services.policies.current()
             gathered = gather(fd, project=where.zone.project, zone=where.zone.kind.value,
                               path=path, info=before,
@@ -175,7 +163,9 @@ class StorageRules:
         if gathered.fallback:
             log.info("storage_read_as_raw", path=redact_identity_numbers(path),
                      why=redact_identity_numbers(gathered.fallback))
-        recorded = [v for v in (self._act(where, f) for f in findings) if v is not None]
+        fingerprint = gathered.evidence.fingerprint
+        recorded = [v for v in (self._act(where, f, fingerprint) for f in findings)
+                    if v is not None]
         return Judged(path, before.st_size, tuple(findings), tuple(recorded))
 
     def _datasets(self, project: str) -> list[DatasetFacts]:
@@ -213,22 +203,46 @@ class StorageRules:
 
     def record(self, finding: Finding) -> int | None:
         """Record a finding about something outside the zones (nothing to carry out)."""
-        return self._act(None, finding)
+        return self._act(None, finding, None)
 
-    def _act(self, where: ZoneFile | None, finding: Finding) -> int | None:
-        """Carry out the response unless this very finding is open already; record it."""
+    def _still(self, where: ZoneFile, fingerprint: str) -> bool:
+        """Is the file at its name still the one judged? Another worker may have moved or
+        sealed it, or someone replaced it, while this one waited for its turn to act."""
+        try:
+            folder_fd = open_folder(where.zone.path, where.folder)
+        except VokterError:
+            return False
+        try:
+            return fingerprint_of(os.stat(where.name, dir_fd=folder_fd,
+                                          follow_symlinks=False)) == fingerprint
+        except OSError:
+            return False
+        finally:
+            os.close(folder_fd)
+
+    def _act(self, where: ZoneFile | None, finding: Finding,
+             fingerprint: str | None) -> int | None:
+        """Carry out the response unless this very finding is recorded already, or the file
+        changed since it was judged; record it."""
         with self._acting:
             with self.services.store.read() as session:
-                if open_violation(session, finding) is not None:
+                if recorded_violation(session, finding) is not None:
                     return None
+            if where is not None and fingerprint is not None and \
+                    not self._still(where, fingerprint):
+                return None
             result = NOTHING_DONE if where is None else carry_out(self.services, finding, where)
             context = RequestContext(self.caller, self.services)
             try:
                 with self.services.store.write() as session:
                     violation = record_finding(session, context, finding, result)
                     identifier = None if violation is None else violation.id
-            except VokterError as error:
-                log.error("violation_not_recorded", rule=finding.rule, error=error.one_line())
+            except Exception as error:  # the action stands: say in the log what it was
+                log.error("violation_not_recorded", rule=finding.rule, kind=finding.kind,
+                          path=redact_identity_numbers(finding.path),
+                          action=finding.response.value, outcome=result.outcome.value,
+                          note=redact_identity_numbers(result.note),
+                          error=redact_identity_numbers(str(error))[:300])
                 return None
         log.warning("storage_violation", rule=finding.rule, kind=finding.kind,
                     project=finding.project, path=redact_identity_numbers(finding.path),
@@ -305,7 +319,7 @@ class StorageRules:
                   datasets: dict[str, list[DatasetFacts]]) -> Judged:
         try:
             where = self.locate(path)
-            if where is None or own_temporary(where.name):
+            if where is None:
                 return Judged(path, skipped="not judged here")
             if folder_fd is None:
                 return Judged(path, skipped="its folder is gone")

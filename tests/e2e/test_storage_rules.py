@@ -304,3 +304,27 @@ def test_s5_status_warns_of_a_key_zone_on_the_data_zone_s_file_system(enclave: E
     info = json.loads(ok(enclave.daemon.vokter("status", "--json", user=enclave.leader.name)))
     [warning] = info["warnings"]
     assert warning.startswith(f"S5: {PROJECT}:") and "separate file system" in warning
+
+
+def test_s4_a_file_named_like_the_daemon_s_temporaries_is_judged_all_the_same(
+        enclave: Enclave) -> None:
+    """The daemon knows its own temporaries by inode, not by name: a name cannot hide a file."""
+    hidden = enclave.zone("data") / ".cohort.csv.moving"
+    enclave.write_as(enclave.member, hidden, cohort_csv(seed=40))
+    [violation] = eventually(lambda: enclave.violations(PROJECT))
+    assert (violation["rule"], violation["path"]) == ("S4", str(hidden))
+    assert "60 single identity-number hit" in violation["summary"]  # not a .csv: read as text
+
+
+def test_s4_a_resolved_violation_does_not_come_back_for_the_unchanged_file(
+        enclave: Enclave) -> None:
+    note = enclave.zone("data") / "notes.txt"
+    enclave.write_as(enclave.member, note,
+                     f"called {identity_numbers(1, seed=6)[0]} about the form\n".encode())
+    [violation] = eventually(lambda: enclave.violations(PROJECT))
+    ok(enclave.daemon.vokter("violations", "resolve", str(violation["id"]), "--note",
+                             "the member was told; the note is needed", user=enclave.leader.name))
+    result = json.loads(ok(enclave.daemon.vokter("scan", PROJECT, "--json",
+                                                 user=enclave.leader.name)))
+    assert result["findings"] == 1 and result["violations"] == []
+    assert [v["status"] for v in enclave.violations(PROJECT)] == ["resolved"]

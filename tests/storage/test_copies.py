@@ -17,6 +17,7 @@ from agent.storage.copies import (
     find_copies,
     host_kernel_devices,
     kernel_devices,
+    open_if_regular,
     walk_regular_files,
 )
 from agent.storage.findings import Response
@@ -185,3 +186,25 @@ def test_s1_the_kernels_file_systems_are_never_walked() -> None:
     devices = host_kernel_devices()
     assert os.stat("/proc").st_dev in devices and os.stat("/sys").st_dev in devices
     assert list(walk_regular_files("/sys/kernel", skip_devices=devices)) == []
+
+
+def test_s1_root_never_opens_a_fifo_a_device_or_a_link_it_meant_to_read(tmp_path: Path) -> None:
+    """O_PATH first, then a real open only for a regular file: opening some devices does
+    something, and a FIFO blocks."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "device").symlink_to("/dev/null")
+    (tmp_path / "plain").write_bytes(b"x")
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert open_if_regular("fifo", folder) is None
+        assert open_if_regular("device", folder) is None
+        assert open_if_regular("missing", folder) is None
+        fd = open_if_regular("plain", folder)
+        assert fd is not None
+        try:
+            assert os.read(fd, 10) == b"x"
+        finally:
+            os.close(fd)
+    finally:
+        os.close(folder)
+    assert open_if_regular("/dev/null") is None
