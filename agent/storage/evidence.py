@@ -70,8 +70,16 @@ class TableVerdict:
         return tuple(c.name for c in self.columns if c.is_identity_column)
 
 
-def _ruled_out(non_empty: int, valid: int, allowed_invalid: int | None, share: float) -> bool:
-    return allowed_invalid is not None and non_empty - valid > allowed_invalid and \
+#: What registers and statistics packages write for a missing value: empty, not a value.
+_MISSING = frozenset({"-", ".", "na", "n/a", "nan", "null", "none", "missing", "?"})
+
+
+def _ruled_out(non_empty: int, valid: int, allowed_invalid: int | None, share: float,
+               decide_after: int | None) -> bool:
+    """A column is given up only on half a decision's worth of values: a few odd values at
+    the top of a file sorted by it (codes for unknown, a header repeated) do not hide it."""
+    return allowed_invalid is not None and decide_after is not None and \
+        non_empty >= decide_after // 2 and non_empty - valid > allowed_invalid and \
         valid < share * non_empty
 
 
@@ -93,7 +101,7 @@ def judge_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, today: 
     kinds = [Counter[NumberKind]() for _ in range(width)]
     # A column with more invalid values than the share allows among ``decide_after`` cannot
     # be an identity column: with a decision pending, it is no longer looked at.
-    allowed_invalid = None if decide_after is None else int((1 - share) * decide_after)
+    allowed_invalid = None if decide_after is None else round((1 - share) * decide_after)
     active = list(range(width))
     count = 0
     complete = True
@@ -107,8 +115,8 @@ def judge_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, today: 
         for index in active:
             if index >= cells:
                 break
-            cell = row[index]
-            if not cell.strip():
+            cell = row[index].strip()
+            if not cell or (len(cell) <= 7 and cell.lower() in _MISSING):
                 continue
             non_empty[index] += 1
             digits = as_identity_number(cell)
@@ -121,7 +129,7 @@ def judge_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, today: 
                 dropped = True
         if dropped:
             active = [i for i in active if not _ruled_out(non_empty[i], valid[i],
-                                                          allowed_invalid, share)]
+                                                          allowed_invalid, share, decide_after)]
     columns = tuple(
         ColumnVerdict(name=header[i], non_empty=non_empty[i], valid=valid[i],
                       kinds=dict(kinds[i]),

@@ -205,7 +205,8 @@ def test_s3_every_key_is_tried_whatever_its_segment_size(tmp_path: Path) -> None
 def test_s4_sealed_with_knows_the_project_s_own_ciphertext_and_nothing_else(
         tmp_path: Path, size: int) -> None:
     """The storage rules skip files sealed with the project's key; a plaintext, another
-    project's ciphertext or a file that merely starts like a header is not one."""
+    project's ciphertext, a file that merely starts like a header, or a ciphertext with
+    plaintext appended is not one."""
     keyset, other = new_keyset(segment_size=4096), new_keyset(segment_size=4096)
     plain, sealed = tmp_path / "plain", tmp_path / "sealed"
     plain.write_bytes(os.urandom(size))
@@ -226,3 +227,7 @@ def test_s4_sealed_with_knows_the_project_s_own_ciphertext_and_nothing_else(
     assert not check(looks_like, keyset)
     (tmp_path / "empty").write_bytes(b"")
     assert not check(tmp_path / "empty", keyset)
+    # A sealed file with plaintext appended is not sealed: its last segment says so.
+    appended = tmp_path / "appended"
+    appended.write_bytes(sealed.read_bytes() + b"lopenr;vekt\n1;70\n")
+    assert not check(appended, keyset)

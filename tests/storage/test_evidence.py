@@ -163,3 +163,14 @@ def test_s4_the_quick_check_never_misses_a_valid_number(noise: bytes) -> None:
     number = numbers(1, len(noise))[0].encode()
     cut = len(noise) // 2
     assert may_hold_identity_numbers(noise[:cut] + number + noise[cut:])
+
+
+def test_s4_placeholders_at_the_top_of_a_sorted_file_do_not_hide_its_identity_column() -> None:
+    """Sorted by the number, a file starts with its missing and odd values."""
+    odd = ["-"] * 30 + ["NA"] * 5 + ["ukjent"] * 8
+    header, rows = table(fnr=odd + numbers(2000, 21))
+    verdict = judge_table(header, rows, today=TODAY, share=SHARE, decide_after=100)
+    assert verdict.identity_columns == ("fnr",)
+    full = judge_table(header, rows, today=TODAY, share=SHARE)
+    assert full.identity_columns == ("fnr",)
+    assert full.columns[0].non_empty == 2008  # '-' and 'NA' are missing values, not values
