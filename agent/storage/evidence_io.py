@@ -45,8 +45,10 @@ class Gathered:
 
 
 def fingerprint_of(info: os.stat_result) -> str:
-    """The state of a file that a verdict is about: a new write makes a new fingerprint."""
-    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+    """The state of a file that a verdict is about: a new write makes a new fingerprint. No
+    device number: on NFS, btrfs or overlayfs it changes from one mount to the next, and every
+    finding would come back after a reboot."""
+    return f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def _raw_chunks(fd: int) -> Iterator[str]:

@@ -1,8 +1,9 @@
 """Recording findings as violations, once each, with their audit event in the same transaction.
 
 A finding about a thing in the state already judged (same project, rule, path and fingerprint)
-while its violation is still open is not recorded again: a file re-saved unchanged, or a scan
-after a restart, must not bury the leader in duplicates. A changed file is a new finding.
+is not recorded again, whether its violation is open or was resolved: a scan after a restart
+must not bury the leader in duplicates, nor bring back what a person looked at and closed
+("these are account numbers"). A changed file is a new finding.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ VIOLATION_DETECTED = "violation.detected"
 VIOLATION_RESOLVED = "violation.resolved"
 
 
-def open_violation(session: Session, finding: Finding) -> Violation | None:
-    """The open violation recording this very finding, if there is one."""
+def recorded_violation(session: Session, finding: Finding) -> Violation | None:
+    """The violation, open or resolved, that recorded this very finding, if there is one."""
     query = select(Violation).where(
         Violation.rule == finding.rule,
         Violation.path == redact_identity_numbers(finding.path),
         Violation.fingerprint == finding.fingerprint,
-        col(Violation.resolved_at).is_(None),
     )
     if finding.project is None:
         query = query.where(col(Violation.project_id).is_(None))
@@ -38,8 +38,8 @@ def open_violation(session: Session, finding: Finding) -> Violation | None:
 def record_finding(
     session: Session, context: RequestContext, finding: Finding, result: ActionResult
 ) -> Violation | None:
-    """Store ``finding`` with what was done about it and audit it; None if already open."""
-    if open_violation(session, finding) is not None:
+    """Store ``finding`` with what was done about it and audit it; None if recorded before."""
+    if recorded_violation(session, finding) is not None:
         return None
     path = redact_identity_numbers(finding.path)
     violation = Violation(

@@ -49,18 +49,28 @@ class ClosedFiles(ZoneInotify):
         self._watcher.tree_arrived(path)
 
 
+#: Paths waiting at most: beyond, they are dropped for one full scan, which judges them all.
+MAX_PENDING = 100_000
+
+
 class _Queue:
-    """Paths waiting to be judged, each once however often it was named meanwhile."""
+    """Paths waiting to be judged, each once however often it was named meanwhile; bounded,
+    so a flood of new files costs a full scan, never the daemon's memory."""
 
     def __init__(self) -> None:
         self._items: OrderedDict[str, None] = OrderedDict()
         self._ready = threading.Condition()
         self.closed = False
 
-    def put(self, item: str) -> None:
+    def put(self, item: str) -> bool:
+        """False when the queue was full: the caller asks for a full scan instead."""
         with self._ready:
+            if len(self._items) >= MAX_PENDING and item not in self._items:
+                self._items.clear()
+                return False
             self._items[item] = None
             self._ready.notify()
+            return True
 
     def get(self) -> str | None:
         with self._ready:
@@ -131,7 +141,9 @@ class StorageWatcher:
     # --- what the kernel says -----------------------------------------------------------------
 
     def file_closed(self, path: str) -> None:
-        self._files.put(path)
+        if not self._files.put(path):
+            log.warning("storage_queue_full", pending=MAX_PENDING)
+            self._bulk.put(_ALL)
 
     def tree_arrived(self, path: str) -> None:
         self._bulk.put(path)
