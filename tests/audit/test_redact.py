@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.audit.redact import MASK, redact_identity_numbers
+from agent.audit.redact import MASK, has_identity_number, redact_identity_numbers
+from tests.support.identity_numbers import valid_numbers
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,21 @@ def test_key_ids_and_hashes_are_not_taken_for_identity_numbers(text: str) -> Non
 ])
 def test_an_identity_number_beside_letters_is_still_masked(text: str, expected: str) -> None:
     assert redact_identity_numbers(text) == expected
+
+
+def test_s4_the_shorter_spellings_of_a_valid_number_are_masked_too() -> None:
+    """10 digits (a spreadsheet dropped the leading zero) and 5+5: what the storage rules
+    read as an identity number is never recorded either; other 10-digit runs stay."""
+    number = valid_numbers(40, seed=8)
+    short = next(n for n in number if n.startswith("0"))[1:]
+    assert redact_identity_numbers(f"/z/p1/data/{short}.csv") == f"/z/p1/data/{MASK}.csv"
+    assert redact_identity_numbers(f"columns {short[:5]} {short[5:]} x") == f"columns {MASK} x"
+    assert has_identity_number(f"a {short} b")
+    assert redact_identity_numbers("epoch 1700000000 and 4790000000") == \
+        "epoch 1700000000 and 4790000000"
+
+
+def test_s4_a_valid_number_inside_a_hex_token_is_masked() -> None:
+    number = valid_numbers(1, seed=9)[0]
+    assert MASK in redact_identity_numbers(f"feedface{number}.csv")
+    assert MASK in redact_identity_numbers(f"{number}abcdef0123")
