@@ -74,12 +74,11 @@ class TableVerdict:
 _MISSING = frozenset({"-", ".", "na", "n/a", "nan", "null", "none", "missing", "?"})
 
 
-def _ruled_out(non_empty: int, valid: int, allowed_invalid: int | None, share: float,
-               decide_after: int | None) -> bool:
-    """A column is given up only on half a decision's worth of values: a few odd values at
-    the top of a file sorted by it (codes for unknown, a header repeated) do not hide it."""
-    return allowed_invalid is not None and decide_after is not None and \
-        non_empty >= decide_after // 2 and non_empty - valid > allowed_invalid and \
+def _ruled_out(non_empty: int, valid: int, allowed_invalid: int | None, share: float) -> bool:
+    """More invalid values than a decision allows, and a share below the threshold so far:
+    the column cannot be an identity column. A few odd values at the top of a file sorted by
+    it (codes for unknown, a header repeated) stay within what is allowed."""
+    return allowed_invalid is not None and non_empty - valid > allowed_invalid and \
         valid < share * non_empty
 
 
@@ -90,11 +89,12 @@ def judge_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, today: 
 
     ``decide_after``: stop once every column has that many non-empty values, or is ruled out
     (more invalid values than the share allows among that many, and a share below it so far;
-    its counting stops there). A column's share is then known well enough: 100 values tell a
-    column of identity numbers, nearly all valid, from one of account or random numbers, of
-    which 1-8 % pass (a column whose true share lies within a few points of the threshold
-    may fall either side, as it may when every value is judged). A large file is judged from
-    its first rows instead of all of them, and the verdict says so (``complete`` False)."""
+    its counting stops there; missing-value markers are not values). A column's share is then
+    known well enough: 100 values tell a column of identity numbers, nearly all valid, from
+    one of account or random numbers, of which 1-8 % pass (a column whose true share lies
+    within a few points of the threshold may fall either side, as it may when every value is
+    judged). A large file is judged from its first rows instead of all of them, and the
+    verdict says so (``complete`` False)."""
     width = len(header)
     non_empty = [0] * width
     valid = [0] * width
@@ -129,7 +129,7 @@ def judge_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, today: 
                 dropped = True
         if dropped:
             active = [i for i in active if not _ruled_out(non_empty[i], valid[i],
-                                                          allowed_invalid, share, decide_after)]
+                                                          allowed_invalid, share)]
     columns = tuple(
         ColumnVerdict(name=header[i], non_empty=non_empty[i], valid=valid[i],
                       kinds=dict(kinds[i]),
