@@ -18,7 +18,7 @@ import pytest
 from tests.support.daemon import VOKTER, RunningDaemon, ok
 from tests.support.daemon import one_line_failure as refused
 from tests.support.files import sha256_of
-from tests.support.users import TestUser, UserFactory
+from tests.support.users import TestUser, UserFactory, home_of, write_as
 
 PROJECT = "p4711"
 BIG = 200 * 1024 * 1024
@@ -44,15 +44,10 @@ class Enclave:
         return self.daemon.vokter(*args, user=None if user is None else user.name)
 
     def home(self, user: TestUser) -> Path:
-        home = self.daemon.root / f"home-{user.name}"
-        if not home.exists():
-            home.mkdir(mode=0o700)
-            os.chown(home, user.uid, user.gid)
-        return home
+        return home_of(self.daemon.root, user)
 
     def write_as(self, user: TestUser, path: Path, data: bytes) -> None:
-        subprocess.run(["runuser", "-u", user.name, "--", "sh", "-c", 'cat > "$1"', "sh",
-                        str(path)], input=data, check=True, timeout=120)
+        write_as(user, path, data)
 
     def write_big_as(self, user: TestUser, path: Path) -> str:
         subprocess.run(["runuser", "-u", user.name, "--", "sh", "-c",

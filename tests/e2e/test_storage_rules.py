@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.daemon import RunningDaemon, ok
 from tests.support.identity_numbers import valid_numbers as identity_numbers
-from tests.support.users import TestUser, UserFactory
+from tests.support.users import TestUser, UserFactory, write_as
 
 PROJECT = "p5150"
 TODAY = date(2026, 11, 23)
@@ -57,8 +57,7 @@ class Enclave:
         return self.daemon.zones_dir / project / kind
 
     def write_as(self, user: TestUser, path: Path, data: bytes) -> None:
-        subprocess.run(["runuser", "-u", user.name, "--", "sh", "-c", 'cat > "$1"', "sh",
-                        str(path)], input=data, check=True, timeout=60)
+        write_as(user, path, data)
 
     def violations(self, *args: str) -> list[dict[str, Any]]:
         listed: list[dict[str, Any]] = json.loads(

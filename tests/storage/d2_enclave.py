@@ -4,14 +4,13 @@ delivered dataset written into its data zone as the leader: what the D2 tests st
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.daemon import RunningDaemon, ok
-from tests.support.users import TestUser, UserFactory
+from tests.support.users import TestUser, UserFactory, home_of, write_as
 
 PROJECT = "p4711"
 
@@ -35,16 +34,10 @@ class Enclave:
         return json.loads(ok(self.vokter(*args, "--json", user=user)))
 
     def home(self, user: TestUser) -> Path:
-        home = self.daemon.root / f"home-{user.name}"
-        if not home.exists():
-            home.mkdir(mode=0o700)
-            os.chown(home, user.uid, user.gid)
-        return home
+        return home_of(self.daemon.root, user)
 
     def write_as(self, user: TestUser, path: Path, text: str) -> Path:
-        subprocess.run(["runuser", "-u", user.name, "--", "sh", "-c", 'cat > "$1"', "sh",
-                        str(path)], input=text.encode(), check=True, timeout=60)
-        return path
+        return write_as(user, path, text.encode())
 
     def variables(self, user: TestUser, text: str, name: str = "approved.txt") -> Path:
         """An approved-variables file the user owns (only they can read it)."""
