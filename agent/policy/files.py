@@ -12,8 +12,9 @@ import stat
 from pathlib import Path
 
 from agent.errors import PolicyInvalid
+from agent.policy.checks import is_policy_name
 from agent.policy.model import Policy
-from agent.policy.parse import is_policy_name, parse_policy_text, render_value
+from agent.policy.parse import parse_policy_text, render_value
 
 #: A policy is a few kilobytes; anything near this is not a policy, and reading it whole
 #: would let a mistaken path (a log file, a device) cost memory.

@@ -14,17 +14,16 @@ are single lines: they end up in audit events, socket replies and terminal outpu
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 import agent.policy.model as m
 from agent.errors import PolicyInvalid
+from agent.policy import checks as c
+from agent.policy.checks import Check
 
 Issue = tuple[str, str]
-#: A check gets a value already known to be of the right type; it returns the reason (without
-#: the value) when the value breaks a rule, else None.
-Check = Callable[[Any], str | None]
 
 MISSING = "missing (required)"
 UNKNOWN_KEY = "unknown key"
@@ -33,9 +32,7 @@ UNKNOWN_SECTION = "unknown section"
 MAX_TEXT_CHARS = 1 << 20
 
 _RENDER_LIMIT = 60
-_SLUG_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_SLUG_REST = _SLUG_FIRST | frozenset("_-")
-_BARE_KEY = _SLUG_REST | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_BARE_KEY = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOML_TYPE = {
     "str": "a string",
     "int": "an integer",
@@ -55,11 +52,6 @@ _EXPECTED = {
     "paths": "an array of strings",
     "names": "an array of strings",
 }
-
-
-def is_policy_name(name: str) -> bool:
-    """Policy names become file names and appear in audit events: keep them boring."""
-    return 1 <= len(name) <= 64 and name[0] in _SLUG_FIRST and all(c in _SLUG_REST for c in name)
 
 
 def render_value(value: object) -> str:
@@ -99,90 +91,6 @@ def _key_text(key: str) -> str:
     return key if key and all(c in _BARE_KEY for c in key) else render_value(key)
 
 
-# --- checks -----------------------------------------------------------------------------------
-
-
-def _choice(alias: object, rule: str) -> Check:
-    allowed: tuple[str, ...] = get_args(alias)
-
-    def check(value: str) -> str | None:
-        if value in allowed:
-            return None
-        for option in allowed:
-            if option.lower() == value.lower():
-                return f'write it as "{option}" ({rule})'
-        return f"not allowed; choose one of {' | '.join(allowed)} ({rule})"
-
-    return check
-
-
-def _between(low: float, high: float, rule: str = "", *, below: str = "", above: str = "") -> Check:
-    """Range check; ``below``/``above`` replace the generic reason where a rule has words."""
-    tag = f" ({rule})" if rule else ""
-
-    def check(value: float) -> str | None:
-        if low <= value <= high:
-            return None
-        if below and value < low:
-            return below + tag
-        if above and value > high:
-            return above + tag
-        return f"must be between {low} and {high}{tag}"
-
-    return check
-
-
-#: Strong ciphers Vokter has no file format for (a policy naming one would not be honoured).
-_NOT_IMPLEMENTED = ("AES-256-GCM", "AES-256-SIV", "AES-256-GCM-SIV", "AES-256-CTR-HMAC")
-_WEAK_CIPHER_MARKS = ("128", "192", "DES", "RC2", "RC4", "BLOWFISH", "IDEA", "CAST", "CBC", "ECB")
-
-
-def _cipher(value: str) -> str | None:
-    allowed: tuple[str, ...] = get_args(m.Cipher)
-    choose = f"choose one of {' | '.join(allowed)}"
-    if value in allowed:
-        return None
-    if any(mark in value.upper() for mark in _WEAK_CIPHER_MARKS):
-        return f"weaker than AES-256; {choose} (S3)"
-    if value.upper() in allowed:
-        return f'write it as "{value.upper()}" (S3)'
-    if value.upper() in _NOT_IMPLEMENTED:
-        return (f"not implemented: files are sealed in Tink's streaming format; {choose} (S3)")
-    return f"not an allowed AES-256 cipher; {choose} (S3)"
-
-
-def _key_bits(value: int) -> str | None:
-    if value == 256:
-        return None
-    if value < 256:
-        return "weaker than AES-256: keys must be 256 bits (S3)"
-    return "must be 256: the allowed ciphers are AES-256 (S3)"
-
-
-def _segment_size(value: int) -> str | None:
-    if 4096 <= value <= 1 << 24 and value & (value - 1) == 0:
-        return None
-    return "must be a power of two between 4096 (4 KiB) and 16777216 (16 MiB) (S3)"
-
-
-def _policy_name(value: str) -> str | None:
-    if is_policy_name(value):
-        return None
-    return "must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
-
-
-def _version(value: str) -> str | None:
-    if 1 <= len(value) <= 64 and value.isprintable():
-        return None
-    return "must be 1-64 printable characters on one line"
-
-
-def _l_diversity(value: int) -> str | None:
-    if value == 0 or 2 <= value <= 1000:
-        return None
-    return "must be 0 (off) or between 2 and 1000 (L7)"
-
-
 # --- the schema -------------------------------------------------------------------------------
 
 
@@ -196,24 +104,24 @@ class _Key:
 
 _SCHEMA: dict[str, dict[str, _Key]] = {
     "policy": {
-        "name": _Key("str", _policy_name),
-        "version": _Key("str", _version),
+        "name": _Key("str", c.policy_name),
+        "version": _Key("str", c.version),
         "description": _Key("str", lambda v: None if len(v) <= 1000 else "at most 1000 characters"),
     },
     "crypto": {
-        "cipher": _Key("str", _cipher),
-        "key_bits": _Key("int", _key_bits),
-        "segment_size": _Key("int", _segment_size),
+        "cipher": _Key("str", c.cipher),
+        "key_bits": _Key("int", c.key_bits),
+        "segment_size": _Key("int", c.segment_size),
     },
     "storage": {
-        "identifiable_action": _Key("str", _choice(m.IdentifiableAction, "S4")),
-        "portable_media_action": _Key("str", _choice(m.PortableMediaAction, "S2")),
+        "identifiable_action": _Key("str", c.choice(m.IdentifiableAction, "S4")),
+        "portable_media_action": _Key("str", c.choice(m.PortableMediaAction, "S2")),
         "portable_media_mount_points": _Key("paths", rule="S2", mounts=True),
-        "key_separation": _Key("str", _choice(m.KeySeparation, "S5")),
+        "key_separation": _Key("str", c.choice(m.KeySeparation, "S5")),
         "members_may_hold_key": _Key("bool"),
-        "export_plaintext_identifiers": _Key("str", _choice(m.ExportAction, "S7")),
+        "export_plaintext_identifiers": _Key("str", c.choice(m.ExportAction, "S7")),
         "copy_scan_paths": _Key("paths", rule="S1"),
-        "identifier_column_share": _Key("float", _between(0.5, 1.0, "S4")),
+        "identifier_column_share": _Key("float", c.between(0.5, 1.0, "S4")),
         "deidentified_registers": _Key("names", rule="D5"),
     },
     "access": {
@@ -228,21 +136,21 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     "anonymisation": {
         "k": _Key(
             "int",
-            _between(
+            c.between(
                 3, 1000, "L7", below="k must be at least 3: no group may be under 3-5 persons"
             ),
         ),
-        "max_suppression": _Key("float", _between(0.0, 0.5, "L7")),
-        "l_diversity": _Key("int", _l_diversity),
+        "max_suppression": _Key("float", c.between(0.0, 0.5, "L7")),
+        "l_diversity": _Key("int", c.l_diversity),
     },
     "retention": {
         "max_years_after_end": _Key(
             "int",
-            _between(0, 5, "L3", below="cannot be negative", above="at most 5 years are allowed"),
+            c.between(0, 5, "L3", below="cannot be negative", above="at most 5 years are allowed"),
         ),
         "clinical_trial_min_years": _Key(
             "int",
-            _between(
+            c.between(
                 25,
                 100,
                 "L4",
@@ -252,16 +160,16 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         ),
     },
     "lifecycle": {
-        "end_action": _Key("str", _choice(m.EndAction, "L2, L6")),
-        "notice_days": _Key("int", _between(1, 365, "L1")),
-        "grace_days": _Key("int", _between(0, 90, "L2")),
-        "sweep_hour": _Key("int", _between(0, 23, "L2")),
+        "end_action": _Key("str", c.choice(m.EndAction, "L2, L6")),
+        "notice_days": _Key("int", c.between(1, 365, "L1")),
+        "grace_days": _Key("int", c.between(0, 90, "L2")),
+        "sweep_hour": _Key("int", c.between(0, 23, "L2")),
     },
     "audit": {
-        "hash": _Key("str", _choice(m.AuditHash, "A5")),
-        "checkpoint_seconds": _Key("int", _between(1, 3600, "A5")),
-        "checkpoint_events": _Key("int", _between(1, 1_000_000, "A5")),
-        "access_log_aggregate_seconds": _Key("int", _between(1, 3600, "A5")),
+        "hash": _Key("str", c.choice(m.AuditHash, "A5")),
+        "checkpoint_seconds": _Key("int", c.between(1, 3600, "A5")),
+        "checkpoint_events": _Key("int", c.between(1, 1_000_000, "A5")),
+        "access_log_aggregate_seconds": _Key("int", c.between(1, 3600, "A5")),
     },
 }
 
