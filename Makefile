@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	# pycanon, the independent k-anonymity checker of the tests, pins exact versions of pandas,
+	# typing_extensions and more that clash with pydantic; it needs only pandas and numpy.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps 'pycanon==1.3.6'
 	touch $@
 
 ## A narrated tour: starts a real vokterd in a throwaway enclave, creates a project, stops.

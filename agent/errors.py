@@ -119,6 +119,11 @@ class KeyDestroyed(Refused):
     good, by design (S3, NIST SP 800-88 cryptographic erase)."""
 
 
+class AnonymisationImpossible(Refused):
+    """No generalisation within the hierarchies makes the table k-anonymous (L7) with at most the
+    allowed share of rows suppressed; nothing was written."""
+
+
 # --- failures: something broke -----------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import pytest
 import agent.errors as errors
 from agent.errors import (
     AlreadyExists,
+    AnonymisationImpossible,
     AuditDamaged,
     AuditUnavailable,
     ConfigError,
@@ -49,6 +50,7 @@ EXPECTED: dict[type[VokterError], tuple[int, str]] = {
     ProtocolError: (1, "refused"),
     DecryptionFailed: (1, "refused"),
     KeyDestroyed: (1, "refused"),
+    AnonymisationImpossible: (1, "refused"),
     Failed: (1, "failed"),
     AuditUnavailable: (1, "failed"),
     AuditDamaged: (1, "failed"),
