@@ -64,7 +64,7 @@ def read_date_secret(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise _refuse(path, "does not exist",
-                      "create the project's secret first (64 hex characters, mode 0600)") from None
+                      "make one with 'vokter anonymise new-secret FILE'") from None
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise _refuse(path, "is a symlink", "name the secret file itself") from None
