@@ -1,0 +1,87 @@
+"""What writing a table back needs to know about the file it came from.
+
+Why a room of its own: the anonymised table must come out as the input went in (the same
+delimiter and encoding, the same Parquet metadata, the same Stata/SPSS labels and formats), and
+each format's reader records that here for its writer. The values are frozen: a reader's
+findings travel with the frame to the writer unchanged, whatever happens to the frame between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+
+from agent.errors import InvalidRequest
+
+TableFormat = Literal["csv", "parquet", "stata", "spss"]
+
+#: (st_dev, st_ino) of the input as read: the output must never be the input under any name.
+FileIdentity = tuple[int, int]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def frozen_mapping(values: Mapping[_Key, _Value]) -> Mapping[_Key, _Value]:
+    """A read-only copy: a frozen meta value must not change under its reader's feet."""
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True, slots=True)
+class DelimitedMeta:
+    """A CSV/TSV file's layout. ``encoding`` is a Python codec name ("utf-8", "utf-8-sig" when
+    the file starts with a byte-order mark, "latin-1", "utf-16")."""
+
+    identity: FileIdentity
+    delimiter: str
+    encoding: str
+    line_terminator: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParquetMeta:
+    """A Parquet file's schema as pyarrow saw it (field types, nullability and field
+    metadata), its key-value metadata and its compression codec."""
+
+    identity: FileIdentity
+    #: Column name -> the ``pyarrow.Field`` as read.
+    fields: Mapping[str, Any]
+    schema_metadata: Mapping[bytes, bytes]
+    compression: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledMeta:
+    """A Stata or SPSS file's dictionary: what a statistician sees besides the values.
+
+    ``formats`` are the display formats ("%td", "%8.0g", "F8.2", "DATE11"); ``value_labels``
+    map each labelled column's codes to their labels; ``missing_ranges`` (SPSS) are the
+    user-missing definitions, whose values are read as null.
+    """
+
+    identity: FileIdentity
+    file_label: str = ""
+    column_labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    value_labels: Mapping[str, Mapping[Any, str]] = field(default_factory=lambda: _EMPTY)
+    formats: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    missing_ranges: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: _EMPTY)
+    measures: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    display_widths: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    notes: tuple[str, ...] = ()
+    #: Stata: the version argument of ``pyreadstat.write_dta`` that gives the input's release.
+    stata_version: int = 14
+    #: SPSS: "zsav" (zlib, .zsav), "rows" (bytecode) or "none".
+    spss_compression: str = "none"
+
+
+TableMeta = DelimitedMeta | ParquetMeta | LabelledMeta
+
+
+def not_readable(path: str, reason: str) -> InvalidRequest:
+    """The one line every unreadable input gives: which file, what is wrong, what to do."""
+    return InvalidRequest(
+        f"{path}: not a CSV, Parquet, Stata or SPSS file Vokter can read ({reason})",
+        hint="check the file, or export it again as .csv, .parquet, .dta or .sav")
