@@ -52,6 +52,26 @@ def _missing_ranges(raw: Mapping[str, list[Any]]) -> dict[str, tuple[Any, ...]]:
                           for r in ranges) for column, ranges in raw.items()}
 
 
+def _dtype_of_empty(storage: str, form: str) -> pl.DataType:
+    """The type a column would have had with rows: pyreadstat types a table without rows as
+    Null, which no writer takes."""
+    if storage == "string":
+        return pl.Utf8()
+    if form.startswith(("%tc", "%tC", "DATETIME")):
+        return pl.Datetime("us")
+    if form.startswith(("%td", "DATE", "ADATE", "EDATE", "SDATE")):
+        return pl.Date()
+    return pl.Int64() if storage.startswith("int") else pl.Float64()
+
+
+def _typed(frame: pl.DataFrame, storage: Mapping[str, str],
+           formats: Mapping[str, str]) -> pl.DataFrame:
+    untyped = [name for name, dtype in frame.schema.items() if dtype == pl.Null]
+    return frame.with_columns(
+        pl.col(name).cast(_dtype_of_empty(storage.get(name, ""), formats.get(name, "")))
+        for name in untyped)
+
+
 def _empty_text_as_null(frame: pl.DataFrame) -> pl.DataFrame:
     texts = [name for name, dtype in frame.schema.items() if dtype == pl.Utf8]
     return frame.with_columns(pl.when(pl.col(name) != "").then(pl.col(name)).alias(name)
@@ -99,6 +119,7 @@ def read_labelled(reopen: str, name: str, format_name: str, sample: bytes,
         stata_version=_stata_version(sample) if not spss else 14,
         spss_compression=_spss_compression(sample) if spss else "none",
     )
+    frame = _typed(frame, meta.readstat_variable_types, dictionary.formats)
     return _empty_text_as_null(frame), dictionary
 
 

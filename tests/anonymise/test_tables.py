@@ -168,6 +168,15 @@ def test_l7_zsav_stays_compressed_and_pandas_made_stata_reads(tmp_path: Path) ->
     assert dict(meta_of(again).column_labels) == {"grp": "Gruppe"}
 
 
+@pytest.mark.parametrize("fixture", ["stata_file", "spss_file"])
+def test_l7_table_without_rows_keeps_its_column_types(
+        fixture: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    source = read_table(request.getfixturevalue(fixture))
+    out = tmp_path / ("none" + Path(source.path).suffix)
+    write_table(source, source.frame.head(0), out)
+    assert read_table(out).frame.schema == source.frame.schema
+
+
 # --- transformed frames ------------------------------------------------------------------------
 
 
