@@ -13,6 +13,7 @@ import click
 
 from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
+from cli.commands.anonymise import anonymise
 from cli.commands.audit import audit
 from cli.commands.crypto import decrypt, encrypt
 from cli.commands.dataset import dataset
@@ -58,6 +59,7 @@ cli.add_command(encrypt)
 cli.add_command(decrypt)
 cli.add_command(status)
 cli.add_command(policy)
+cli.add_command(anonymise)
 cli.add_command(demo)
 cli.add_command(violations)
 cli.add_command(dataset)
