@@ -1,7 +1,8 @@
 """``vokter anonymise``: check that a table is k-anonymous, or make it so (L6, L7, D3, D4).
 
 These commands run in the caller's own process on files the caller can read; no daemon is
-involved, and the input file is never changed.
+involved, and the input file is never changed. The anonymisation package (polars, pyreadstat)
+is imported when a command runs, so that every other command starts as fast as before.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from agent.anonymise.run import Request, apply_file, check_file
-from agent.anonymise.secret import create_date_secret
 from agent.errors import UsageError
 from cli.output import on_terminal, print_json
 
@@ -104,6 +103,8 @@ def check(file: Path, qis: tuple[str, ...], k: int | None, config: str | None,
       vokter anonymise check adult.csv --qi age,sex,race --k 5
       vokter anonymise check cohort.parquet --config anonymise.toml --json
     """
+    from agent.anonymise.run import Request, check_file
+
     request = Request(quasi_identifiers=_names(qis), k=k, config=config, policy=policy)
     with _working("counting groups"):
         result = check_file(file, request)
@@ -164,6 +165,8 @@ def apply(file: Path, out: Path, qis: tuple[str, ...], k: int | None,
       vokter anonymise apply visits.parquet -o anon.parquet --qi kommune,alder \\
           --shift-dates innlagt --serial lopenr --date-secret /secure/p1234.secret
     """
+    from agent.anonymise.run import Request, apply_file
+
     request = Request(
         quasi_identifiers=_names(qis), k=k, max_suppression=max_suppression,
         l_diversity=l_diversity, sensitive=_names(sensitive), hierarchies=_pairs(hierarchies),
@@ -197,5 +200,7 @@ def new_secret(file: Path) -> None:
     Example:
       vokter anonymise new-secret /srv/projects/p1234/key/date-shift.secret
     """
+    from agent.anonymise.secret import create_date_secret
+
     create_date_secret(file)
     click.echo(f"created {file}")
