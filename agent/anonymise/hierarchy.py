@@ -189,18 +189,24 @@ def _assemble(column: str, kind: str, level_names: tuple[str, ...],
                   labels=tuple(labels))
 
 
-def _built_in_ladder(column: str, kind: BuiltInKind, values: Sequence[str | None]) -> Ladder:
-    level_names, generalise, expected = _BUILT_INS[kind]
+def _climb(
+    values: Sequence[str | None], generalise: Callable[[str], tuple[str, ...] | None]
+) -> tuple[list[tuple[str, ...] | None], list[str]]:
+    """Each value's labels above level 0 (None for a missing value), and the values that do
+    not fit."""
     above: list[tuple[str, ...] | None] = []
     bad: list[str] = []
     for value in values:
-        if value is None:
-            above.append(None)
-            continue
-        labels = generalise(value)
-        if labels is None:
+        labels = None if value is None else generalise(value)
+        if value is not None and labels is None:
             bad.append(value)
         above.append(labels)
+    return above, bad
+
+
+def _built_in_ladder(column: str, kind: BuiltInKind, values: Sequence[str | None]) -> Ladder:
+    level_names, generalise, expected = _BUILT_INS[kind]
+    above, bad = _climb(values, generalise)
     if bad:
         raise _misfits(column, kind, bad, expected, _HINT_GIVE)
     return _assemble(column, kind, level_names, values, above)
@@ -209,16 +215,7 @@ def _built_in_ladder(column: str, kind: BuiltInKind, values: Sequence[str | None
 def _file_ladder(column: str, spec: FileHierarchy, values: Sequence[str | None]) -> Ladder:
     by_value = {row[0]: row[1:] for row in spec.rows}
     ends_in_top = all(row[-1] == TOP for row in spec.rows)
-    above: list[tuple[str, ...] | None] = []
-    bad: list[str] = []
-    for value in values:
-        if value is None:
-            above.append(None)
-            continue
-        labels = by_value.get(value)
-        if labels is None:
-            bad.append(value)
-        above.append(labels)
+    above, bad = _climb(values, by_value.get)
     if bad:
         raise _misfits(column, "file", bad, f"missing from {spec.source}",
                        f"add them to {spec.source}, or {_HINT_GIVE}")

@@ -13,7 +13,6 @@ in C, one length per record, no Python loop.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import mmap
@@ -24,35 +23,16 @@ import numpy.typing as npt
 import polars as pl
 
 from agent.anonymise.tables_meta import DelimitedMeta, FileIdentity, not_readable
+from agent.storage.formats.sniff import encoding as text_encoding
 
 #: Delimiters a header is tried with; the extension's own goes first on a tie.
 _DELIMITERS = (";", ",", "\t")
-#: Control characters other than whitespace: text has almost none, binary has many.
-_CONTROL = bytes(c for c in range(32) if c not in b"\t\n\r\f")
 #: A byte no text table holds: reading with it as the separator gives whole lines.
 _LINE_SEPARATOR = "\x1f"
 
 
 class _NotUtf8(Exception):
     """Polars met a byte sequence that is not UTF-8 past the sniffed sample."""
-
-
-def text_encoding(sample: bytes) -> str | None:
-    """The codec a text file is read with, None for binary content. UTF-8 when the sample
-    decodes as UTF-8 (a character cut at the end of the sample is fine), else latin-1."""
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if b"\x00" in sample:
-        return None
-    if len(sample) - len(sample.translate(None, _CONTROL)) > len(sample) // 100:
-        return None
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8"
 
 
 def _header(text: str, extension: str) -> tuple[str, tuple[str, ...]]:
@@ -136,6 +116,7 @@ def read_delimited(reopen: str, name: str, sample: bytes, extension: str,
                    identity: FileIdentity) -> tuple[pl.DataFrame, DelimitedMeta]:
     """``reopen`` is a path to the already opened input (``/proc/self/fd/N``); ``name`` is
     what messages call it."""
+    # The same judgement of text and encoding as the storage rules make of the file.
     encoding = text_encoding(sample)
     if encoding is None:
         raise not_readable(name, "binary content where text was expected")

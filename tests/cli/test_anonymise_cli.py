@@ -156,6 +156,7 @@ def test_l7_check_exits_1_and_describes_classes_by_size_never_values(tmp_path: P
         (["--qi", "alder", "--k", "1"], "k = 1"),
         (["--qi", "alder", "--hierarchy", "alder=missing.csv"], "missing.csv"),
         (["--qi", "diagnose", "--hierarchy", "diagnose=age"], "diagnose"),
+        (["--qi", "kjonn", "--k", "500", "--max-suppression", "0"], "fewer than k = 500"),
     ],
 )
 def test_l7_bad_input_gives_one_line_and_leaves_the_input_unchanged(
@@ -169,6 +170,15 @@ def test_l7_bad_input_gives_one_line_and_leaves_the_input_unchanged(
     assert len(done.stderr.strip().splitlines()) == 1 and words in done.stderr
     assert "Traceback" not in done.stderr
     assert digest(source) == before and not out.exists()
+
+
+def test_l7_a_share_that_is_no_share_is_a_usage_error(tmp_path: Path) -> None:
+    source = write_all_formats(tmp_path)["csv"]
+    for share in ("7", "-1%", "half"):
+        done = vokter("anonymise", "apply", str(source), "-o", str(tmp_path / "o.csv"),
+                      "--qi", "kjonn", "--max-suppression", share)
+        assert done.returncode == 2 and "--max-suppression" in done.stderr
+        assert not (tmp_path / "o.csv").exists()
 
 
 def test_l7_a_value_missing_from_a_hierarchy_file_is_named(tmp_path: Path) -> None:
