@@ -3,7 +3,8 @@
 The input is opened once; its format comes from its extension and must be confirmed by its
 first bytes, and every reader then reads that same open file (through ``/proc/self/fd``), so
 what was checked is what is read. The output keeps the input's format and everything that
-describes a column which still holds what it held (see :mod:`agent.anonymise.tables_meta`).
+describes a column which still holds what it held (see :mod:`agent.anonymise.tables_meta`),
+except what would leak: labels of values no longer there, identity numbers in any metadata.
 
 Nothing is ever lost (L7): the output is written to a new temporary file beside OUT, flushed to
 disk and only then renamed into place, refusing an existing OUT unless asked; the input can
@@ -16,6 +17,7 @@ import contextlib
 import os
 import secrets
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agent.anonymise.tables_delimited import read_delimited, write_delimited
-from agent.anonymise.tables_labelled import read_labelled, write_labelled
+from agent.anonymise.tables_labelled import output_dictionary, read_labelled, write_labelled
 from agent.anonymise.tables_meta import (
     DelimitedMeta,
     FileIdentity,
-    LabelledMeta,
     ParquetMeta,
     TableFormat,
     TableMeta,
     frozen_mapping,
+    masked_bytes,
     not_readable,
 )
 from agent.durable import rename_noreplace
@@ -55,6 +57,8 @@ _PARQUET_CODECS = {"snappy", "gzip", "brotli", "zstd", "lz4", "none"}
 #: Written by pyarrow itself, or describing a pandas index and columns the output may lack.
 _ARROW_SCHEMA_KEY = b"ARROW:schema"
 _PANDAS_KEY = b"pandas"
+#: Field metadata polars writes itself (a Categorical's or an Enum's categories).
+_POLARS_PREFIX = b"_PL_"
 
 
 @dataclass(frozen=True)
@@ -162,42 +166,79 @@ def read_table(path: Path | str) -> TableFile:
     return TableFile(path=name, format=format_name, frame=frame, meta=meta)
 
 
-def _unchanged(column: str, frame: pl.DataFrame, source: pl.DataFrame) -> bool:
-    return column in source.schema and frame.schema[column] == source.schema[column]
+def _kept(frame: pl.DataFrame, source: pl.DataFrame, generalised: Collection[str]) -> set[str]:
+    """The columns that still hold what they held: same type, not generalised."""
+    return {column for column in frame.columns if column not in generalised
+            and column in source.schema and frame.schema[column] == source.schema[column]}
 
 
-def _write_parquet(frame: pl.DataFrame, source: pl.DataFrame, meta: ParquetMeta,
-                   target: str) -> None:
-    """Untouched columns get their arrow type and field metadata back; the file's key-value
-    metadata is kept, except pandas' own, which describes columns only while none changed."""
-    table = frame.to_arrow()
+def _with_occurring_categories(frame: pl.DataFrame) -> pl.DataFrame:
+    """An Enum's categories are written with it, the values no row holds any more too (a
+    suppressed municipality); each Enum keeps the categories that occur, in their order."""
+    enums: list[pl.Expr] = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Enum):
+            occurring = set(frame.get_column(name).drop_nulls().cast(pl.Utf8).to_list())
+            categories = [c for c in dtype.categories.to_list() if c in occurring]
+            enums.append(pl.col(name).cast(pl.Utf8).cast(pl.Enum(categories)))
+    return frame.with_columns(enums) if enums else frame
+
+
+def _restored(original: pa.Field, written: pa.Field, nulls: int) -> pa.Field:
+    """The input's field, but with polars' own entries (the categories) as written now."""
+    metadata = {key: value for key, value in (original.metadata or {}).items()
+                if not key.startswith(_POLARS_PREFIX)}
+    metadata |= {key: value for key, value in (written.metadata or {}).items()
+                 if key.startswith(_POLARS_PREFIX)}
+    field = original.with_nullable(original.nullable or nulls > 0)
+    return field.with_metadata(metadata) if metadata else field.remove_metadata()
+
+
+def _write_parquet(frame: pl.DataFrame, source: pl.DataFrame, meta: ParquetMeta, target: str,
+                   generalised: Collection[str]) -> int:
+    """Kept columns get their arrow type and field metadata back; the file's key-value
+    metadata is kept, except pandas' own, which describes columns only while none changed.
+    Returns how many metadata values had an identity number masked."""
+    kept = _kept(frame, source, generalised)
+    table = _with_occurring_categories(frame).to_arrow()
     arrays: list[Any] = []
     fields: list[pa.Field] = []
+    masked = 0
     for column, field in zip(table.columns, table.schema, strict=True):
         original = meta.fields.get(field.name)
-        if original is not None and _unchanged(field.name, frame, source):
-            with contextlib.suppress(pa.ArrowException):
+        if original is not None and field.name in kept:
+            try:
                 column = column.cast(original.type)
-                field = original.with_nullable(original.nullable or column.null_count > 0)
+            except pa.ArrowException:
+                pass
+            else:
+                field = _restored(original, field, column.null_count)
+        if field.metadata:
+            metadata, count = masked_bytes(field.metadata)
+            field, masked = field.with_metadata(metadata), masked + count
         arrays.append(column)
         fields.append(field)
-    untouched = frame.columns == source.columns and all(
-        _unchanged(c, frame, source) for c in frame.columns)
-    metadata = {key: value for key, value in meta.schema_metadata.items()
-                if key != _ARROW_SCHEMA_KEY and (untouched or key != _PANDAS_KEY)}
+    untouched = frame.columns == source.columns and kept == set(frame.columns)
+    metadata, count = masked_bytes({key: value for key, value in meta.schema_metadata.items()
+                                    if key != _ARROW_SCHEMA_KEY
+                                    and (untouched or key != _PANDAS_KEY)})
     schema = pa.schema(fields, metadata=metadata or None)
     pq.write_table(pa.Table.from_arrays(arrays, schema=schema), target,
                    compression=meta.compression)
+    return masked + count
 
 
-def _write_format(source: TableFile, frame: pl.DataFrame, target: str) -> None:
+def _write_format(source: TableFile, frame: pl.DataFrame, target: str,
+                  generalised: Collection[str]) -> int:
     meta = source.meta
     if isinstance(meta, DelimitedMeta):
         write_delimited(frame, meta, target)
-    elif isinstance(meta, ParquetMeta):
-        _write_parquet(frame, source.frame, meta, target)
-    elif isinstance(meta, LabelledMeta):
-        write_labelled(frame, source.frame.schema, meta, source.format, target)
+        return 0
+    if isinstance(meta, ParquetMeta):
+        return _write_parquet(frame, source.frame, meta, target, generalised)
+    dictionary, masked = output_dictionary(frame, source.frame.schema, meta, generalised)
+    write_labelled(frame, dictionary, source.format, target)
+    return masked
 
 
 def _refuse_input_as_output(source: TableFile, out: Path) -> None:
@@ -245,8 +286,13 @@ def _write_failure(out: Path, source: TableFile, error: Exception) -> VokterErro
 
 
 def write_table(source: TableFile, frame: pl.DataFrame, out: Path | str, *,
-                overwrite: bool = False) -> None:
-    """Write ``frame`` (the anonymised ``source.frame``) to ``out`` in the source's format.
+                overwrite: bool = False, generalised: Collection[str] = ()) -> int:
+    """Write ``frame`` (the anonymised ``source.frame``) to ``out`` in the source's format;
+    returns how many metadata texts had an identity number masked (0 almost always).
+
+    ``generalised`` names the columns written at a level above their original values: they
+    keep their variable label only, whatever their type, as does any column whose type
+    changed. Value labels are written for values that occur in the output only (L6).
 
     Crash-safe: a new temporary file in OUT's folder (mode 0o666 less the umask), fsync,
     rename into place, fsync of the folder; on any failure the temporary is removed and OUT is
@@ -268,7 +314,7 @@ def write_table(source: TableFile, frame: pl.DataFrame, out: Path | str, *,
             raise _write_failure(out, source, error) from None
         try:
             try:
-                _write_format(source, frame, f"/proc/self/fd/{fd}")
+                masked = _write_format(source, frame, f"/proc/self/fd/{fd}", generalised)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -289,3 +335,4 @@ def write_table(source: TableFile, frame: pl.DataFrame, out: Path | str, *,
             raise
     finally:
         os.close(folder)
+    return masked

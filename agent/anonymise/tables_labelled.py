@@ -11,23 +11,37 @@ Stata notes and characteristics and SPSS multiple-response sets are not written;
 sets are named after their column. User-missing values (SPSS missing ranges, Stata's .a-.z)
 are read as null, like every missing value; SPSS's missing-range definitions are written back.
 Stata has no missing text, only "", so an empty text reads as null in both formats.
+
+What is not carried over: the labels of values no row holds any more, the dictionary of a
+generalised column beyond its variable label, and identity numbers in any text (masked).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import polars as pl
 import pyreadstat
 
-from agent.anonymise.tables_meta import FileIdentity, LabelledMeta, frozen_mapping, not_readable
+from agent.anonymise.tables_meta import (
+    FileIdentity,
+    LabelledMeta,
+    frozen_mapping,
+    masked_text,
+    masked_texts,
+    not_readable,
+)
 
 #: Stata's file format release -> the ``version`` pyreadstat.write_dta takes to write it.
 _STATA_VERSIONS = {119: 15, 118: 14, 117: 13, 115: 12, 114: 11, 113: 8}
 _RELEASE = re.compile(rb"<stata_dta><header><release>(\d{3})</release>")
 _FORMAT_NAMES = {"stata": "Stata", "spss": "SPSS"}
+_Entry = TypeVar("_Entry")
+#: The widest display format Stata has for text.
+_STATA_WIDEST = 2045
 
 
 def _stata_version(sample: bytes) -> int:
@@ -127,46 +141,89 @@ def _ranges_for_writer(pairs: tuple[Any, ...]) -> list[Any]:
     return [low if low == high else {"lo": low, "hi": high} for low, high in pairs]
 
 
-def _value_labels(frame: pl.DataFrame, column: str, labels: Mapping[Any, str]) -> dict[Any, str]:
-    """Only labels whose value has the column's kind: a label of a tagged missing value
-    (Stata's .a) has no value left to describe, the values having been read as null."""
+def _occurring_labels(frame: pl.DataFrame, column: str,
+                      labels: Mapping[Any, str]) -> dict[Any, str]:
+    """The labels of values the output column still holds. A label of a value no row has any
+    more (a suppressed municipality, a tagged missing value read as null) would tell the
+    reader of the output what was taken out."""
     numeric = frame.schema[column].is_numeric()
+    occurring = set(frame.get_column(column).drop_nulls().unique().to_list())
     return {value: label for value, label in labels.items()
-            if isinstance(value, str) != numeric}
+            if isinstance(value, str) != numeric and value in occurring}
 
 
-def write_labelled(frame: pl.DataFrame, source_schema: Mapping[str, pl.DataType],
-                   meta: LabelledMeta, format_name: str, target: str) -> None:
-    """A column whose type is unchanged keeps its whole dictionary entry; one whose type
-    changed (codes replaced by generalised text) keeps its variable label only: its old value
-    labels and format describe values it no longer holds."""
-    kept = [column for column in frame.columns
-            if column in source_schema and frame.schema[column] == source_schema[column]]
-    column_labels = {c: meta.column_labels[c] for c in frame.columns if c in meta.column_labels}
-    value_labels = {c: _value_labels(frame, c, meta.value_labels[c]) for c in kept
-                    if c in meta.value_labels}
-    formats = {c: meta.formats[c] for c in kept if c in meta.formats}
+def output_dictionary(frame: pl.DataFrame, source_schema: Mapping[str, pl.DataType],
+                      meta: LabelledMeta, generalised: Collection[str]) -> tuple[LabelledMeta, int]:
+    """The dictionary the output gets, and how many of its texts had an identity number masked.
+
+    A column keeps its whole entry only while it holds what it held: the same type and not
+    generalised. A generalised column ("0301" now "03") or one whose type changed keeps its
+    variable label only; its value labels, missing ranges and formats describe values it no
+    longer holds. Every text written (file label, variable labels, value labels, notes) is
+    masked (L6).
+    """
+    kept = [column for column in frame.columns if column not in generalised
+            and column in source_schema and frame.schema[column] == source_schema[column]]
+    file_label, masked = masked_text(meta.file_label)
+    column_labels, count = masked_texts({c: meta.column_labels[c] for c in frame.columns
+                                         if c in meta.column_labels})
+    masked += count
+    value_labels: dict[str, Mapping[Any, str]] = {}
+    for column in kept:
+        labels = _occurring_labels(frame, column, meta.value_labels.get(column, {}))
+        if labels:
+            value_labels[column], count = masked_texts(labels)
+            masked += count
+    notes = [masked_text(note) for note in meta.notes]
+    masked += sum(count for _, count in notes)
+
+    def of_kept(entries: Mapping[str, _Entry]) -> Mapping[str, _Entry]:
+        return frozen_mapping({c: entries[c] for c in kept if c in entries})
+
+    dictionary = replace(
+        meta, file_label=file_label, column_labels=frozen_mapping(column_labels),
+        value_labels=frozen_mapping(value_labels), notes=tuple(note for note, _ in notes),
+        formats=of_kept(meta.formats), missing_ranges=of_kept(meta.missing_ranges),
+        measures=of_kept(meta.measures), display_widths=of_kept(meta.display_widths))
+    return dictionary, masked
+
+
+def _stata_text_formats(frame: pl.DataFrame, formats: dict[str, str]) -> dict[str, str]:
+    """A text column without a kept format gets one as wide as its longest value, as Stata
+    gives a new str# variable; the writer's own default is %-9s whatever the values."""
+    texts = [name for name, dtype in frame.schema.items()
+             if dtype == pl.Utf8 and name not in formats]
+    if not texts:
+        return formats
+    widths = frame.select(pl.col(texts).str.len_chars().max().fill_null(1)
+                          .clip(1, _STATA_WIDEST)).row(0, named=True)
+    return formats | {name: f"%{widths[name]}s" for name in texts}
+
+
+def write_labelled(frame: pl.DataFrame, meta: LabelledMeta, format_name: str,
+                   target: str) -> None:
+    """Writes ``frame`` with the dictionary :func:`output_dictionary` made for it."""
     common: dict[str, Any] = {
         "file_label": meta.file_label,
-        "column_labels": column_labels or None,
-        "variable_value_labels": {c: v for c, v in value_labels.items() if v} or None,
+        "column_labels": dict(meta.column_labels) or None,
+        "variable_value_labels": {c: dict(v) for c, v in meta.value_labels.items()} or None,
     }
+    formats = dict(meta.formats)
     if format_name == "stata":
         pyreadstat.write_dta(frame, target, version=meta.stata_version,
-                             variable_format=formats or None, **common)
+                             variable_format=_stata_text_formats(frame, formats) or None,
+                             **common)
         return
     # SPSS ties a text column's format (A8) to its width, which the writer derives from the
-    # values; a kept text column's values may be generalised and longer, so the writer decides.
+    # values written, so the writer decides it for every text column.
     formats = {c: f for c, f in formats.items() if frame.schema[c] != pl.Utf8}
     pyreadstat.write_sav(frame, target,
                          compress=meta.spss_compression == "zsav",
                          row_compress=meta.spss_compression == "rows",
                          note=list(meta.notes) or None,
-                         missing_ranges={c: _ranges_for_writer(meta.missing_ranges[c])
-                                         for c in kept if c in meta.missing_ranges} or None,
-                         variable_display_width={c: meta.display_widths[c] for c in kept
-                                                 if c in meta.display_widths} or None,
-                         variable_measure={c: meta.measures[c] for c in kept
-                                           if c in meta.measures} or None,
+                         missing_ranges={c: _ranges_for_writer(r)
+                                         for c, r in meta.missing_ranges.items()} or None,
+                         variable_display_width=dict(meta.display_widths) or None,
+                         variable_measure=dict(meta.measures) or None,
                          variable_format=formats or None,
                          **common)

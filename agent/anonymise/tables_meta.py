@@ -4,6 +4,10 @@ Why a room of its own: the anonymised table must come out as the input went in (
 delimiter and encoding, the same Parquet metadata, the same Stata/SPSS labels and formats), and
 each format's reader records that here for its writer. The values are frozen: a reader's
 findings travel with the frame to the writer unchanged, whatever happens to the frame between.
+
+What is carried over is also what can leak: a file label, a variable label or a value label can
+hold an identity number as easily as a cell can (a Stata ``encode fnr`` moves every number into
+the labels), so the texts written back pass through the audit trail's masking first (L6).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
+from agent.audit.redact import redact_identity_numbers
 from agent.errors import InvalidRequest
 
 TableFormat = Literal["csv", "parquet", "stata", "spss"]
@@ -85,3 +90,43 @@ def not_readable(path: str, reason: str) -> InvalidRequest:
     return InvalidRequest(
         f"{path}: not a CSV, Parquet, Stata or SPSS file Vokter can read ({reason})",
         hint="check the file, or export it again as .csv, .parquet, .dta or .sav")
+
+
+def value_label_texts(meta: TableMeta) -> Mapping[str, tuple[str, ...]]:
+    """Column -> the texts of its value labels (empty for CSV and Parquet). Why: after a Stata
+    ``encode fnr`` the column holds 1, 2, 3 and the identity numbers are its labels; screening
+    the values alone would keep such a column, screening these texts finds it."""
+    if not isinstance(meta, LabelledMeta):
+        return _EMPTY
+    return frozen_mapping({column: tuple(labels.values())
+                           for column, labels in meta.value_labels.items()})
+
+
+def masked_text(text: str) -> tuple[str, int]:
+    """``text`` with every identity number masked, and 1 if that changed it, else 0: the
+    writer counts the metadata strings it masked so the report can say so."""
+    safe = redact_identity_numbers(text)
+    return safe, int(safe != text)
+
+
+def masked_texts(texts: Mapping[_Key, str]) -> tuple[dict[_Key, str], int]:
+    """Every text of a mapping masked (its keys left alone), and how many were changed."""
+    pairs = {key: masked_text(text) for key, text in texts.items()}
+    return {key: safe for key, (safe, _) in pairs.items()}, sum(n for _, n in pairs.values())
+
+
+def masked_bytes(values: Mapping[bytes, bytes]) -> tuple[dict[bytes, bytes], int]:
+    """Parquet metadata values masked like any text. A value that is not UTF-8 is read as
+    Latin-1, which every byte string is: the digits of a number are the same bytes in both, so
+    no value keeps one, whatever its encoding."""
+    safe: dict[bytes, bytes] = {}
+    count = 0
+    for key, value in values.items():
+        try:
+            encoding, text = "utf-8", value.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding, text = "latin-1", value.decode("latin-1")
+        masked, changed = masked_text(text)
+        safe[key] = masked.encode(encoding) if changed else value
+        count += changed
+    return safe, count
