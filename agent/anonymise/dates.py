@@ -10,14 +10,24 @@ appears (distributed linkage, D6) without a table of offsets to keep, and nobody
 project's secret may recompute it and shift the dates back. The serial number is keyed with a
 fixed domain-separation label, so the secret cannot be misused to derive anything else.
 
-Serial numbers are compared as text, with one normalisation: a serial made only of digits loses
-its leading zeros, because Stata and Parquet files store serial numbers as numbers ("00123" in a
-CSV file is 123 in the Stata file of the same project). A float serial must be whole.
+Serial numbers are compared as text, with two normalisations, because Stata and Parquet files
+store serial numbers as numbers and a CSV file exported from a float column writes them with a
+decimal point: a serial made only of digits loses its leading zeros ("00123" in a CSV file is
+123 in the Stata file of the same project), and one of digits, a decimal point and only zeros
+is that integer ("123.0" is 123). A float serial must be whole and below 2**53, where a float
+still holds every integer exactly (beyond, two serials could read as one).
 
 Accepted spellings of a date in a text column: ISO dates ``2019-05-17``, ISO date-times
 ``2019-05-17 13:45:00`` (or with ``T``, fractional seconds, a ``Z`` or ``+01:00`` suffix) and
 Norwegian ``17.05.2019``. A shifted text keeps its own spelling; a date-time moves by whole
 calendar days and keeps its time of day. An empty text is a missing date, like null.
+
+A zoned date-time (polars ``Datetime`` with a time zone) moves by calendar days too, so it
+keeps its wall-clock time across a clock change: 12:00 in winter stays 12:00 in summer, which
+makes it 23 or 25 hours away from where 24 h steps would have put it. Where the wall-clock time
+does not exist on the new day (the hour skipped when summer time begins) it moves forward by
+the skipped length, as clocks do; where it exists twice (the hour repeated in autumn) it keeps
+its own UTC offset when that is one of the two, else takes the earlier.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Literal
 
 import polars as pl
 
+from agent.anonymise.columns import as_text
 from agent.errors import InvalidRequest
 
 DateForm = Literal["iso", "iso-datetime", "dmy"]
@@ -46,6 +57,9 @@ _ISO_DATE_RE = re.compile(_ISO_DATE)
 _ISO_DATETIME_RE = re.compile(_ISO_DATETIME)
 _DMY_DATE_RE = re.compile(_DMY_DATE)
 _DIGITS_RE = re.compile(r"^\d+$")
+_WHOLE_DECIMAL_RE = re.compile(r"^\d+\.0+$")
+#: Floats hold every integer exactly below this; above it a serial could be another's.
+_EXACT_FLOAT_LIMIT = 2.0**53
 MAX_SHIFT_DAYS = 3650
 
 
@@ -67,6 +81,8 @@ def read_date_text(text: str) -> tuple[date, DateForm] | None:
 def normalise_serial(serial: str) -> str:
     """The serial number as the offset is keyed on (see the module's docstring)."""
     text = serial.strip()
+    if _WHOLE_DECIMAL_RE.match(text):
+        text = text.partition(".")[0]
     if _DIGITS_RE.match(text):
         return text.lstrip("0") or "0"
     return text
@@ -91,16 +107,18 @@ def date_offset(secret: bytes, serial: str, max_days: int) -> int:
 
 
 def _serial_texts(serials: pl.Series) -> pl.Series:
-    """Serial numbers as text, whatever the file stored them as."""
+    """Serial numbers as text, whatever the file stored them as, spelt as the hierarchies and
+    the identity screen see the same column (columns.as_text). Floats are refused unless whole
+    and exact, rather than keyed on a text such as "42.5" that no other file of the project
+    would spell the same person by."""
     if serials.dtype.is_float():
-        whole = serials.is_null() | (serials == serials.round(0))
-        if not bool(whole.all()):
+        exact = serials.is_finite() & (serials == serials.round(0)) & (
+            serials.abs() < _EXACT_FLOAT_LIMIT)
+        if not bool((serials.is_null() | exact).all()):
             raise InvalidRequest(f"serial column {serials.name!r} holds numbers that are not "
-                                 "whole", rule="D4", hint="name the serial-number column")
-        return serials.cast(pl.Int64).cast(pl.Utf8)
-    if serials.dtype == pl.Utf8:
-        return serials
-    return serials.cast(pl.Utf8)
+                                 "whole (or too large for a float to hold exactly)", rule="D4",
+                                 hint="name the serial-number column")
+    return as_text(serials)
 
 
 def _describe_rows(mask: pl.Series) -> str:
@@ -160,6 +178,34 @@ def _shift_text(column: pl.Series, offsets: pl.Series) -> pl.Series:
     return frame.select(shifted.alias(column.name)).to_series()
 
 
+def _utc_offset(moment: pl.Expr) -> pl.Expr:
+    return moment.dt.base_utc_offset() + moment.dt.dst_offset()
+
+
+def _shift_zoned(column: pl.Series, offsets: pl.Series, zone: str) -> pl.Series:
+    """Zoned date-times moved by calendar days at the same wall-clock time (see the module's
+    docstring for the skipped and the repeated hour); vectorised, no row at a time."""
+    frame = pl.DataFrame({"value": column, "offset": offsets})
+    value = pl.col("value")
+    wall = value.dt.replace_time_zone(None) + pl.duration(days=pl.col("offset"))
+    earliest = wall.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    latest = wall.dt.replace_time_zone(zone, ambiguous="latest", non_existent="null")
+    # A wall-clock time in a gap: read with the offset in force before the gap. A day back
+    # from the wall time read as UTC lies before the gap in every zone (offsets are within
+    # +-14 h), and no zone changes its offset twice within those hours.
+    before_gap = (wall - pl.duration(days=1)).dt.replace_time_zone("UTC") \
+        .dt.convert_time_zone(zone)
+    forward = (wall - _utc_offset(before_gap)).dt.replace_time_zone("UTC") \
+        .dt.convert_time_zone(zone)
+    shifted = (
+        pl.when(value.is_null()).then(None)
+        .when(earliest.is_null()).then(forward)
+        .when(_utc_offset(latest) == _utc_offset(value)).then(latest)
+        .otherwise(earliest)
+    )
+    return frame.select(shifted.cast(column.dtype).alias(column.name)).to_series()
+
+
 def shift_dates(column: pl.Series, serials: pl.Series, secret: bytes,
                 max_days: int) -> pl.Series:
     """``column`` with each row's date moved by the offset of that row's serial number (D4).
@@ -170,6 +216,9 @@ def shift_dates(column: pl.Series, serials: pl.Series, secret: bytes,
     if column.dtype == pl.Date or isinstance(column.dtype, pl.Datetime):
         present = column.is_not_null()
         offsets = _offsets(column, serials, present, secret, max_days)
+        if isinstance(column.dtype, pl.Datetime) and column.dtype.time_zone is not None:
+            return _shift_zoned(column, offsets, column.dtype.time_zone)
+        # A date, or a date-time without a zone: a day is 24 h, the time of day stays.
         frame = pl.DataFrame({"value": column, "offset": offsets})
         shifted = pl.col("value") + pl.duration(days=pl.col("offset"))
         return frame.select(shifted.cast(column.dtype).alias(column.name)).to_series()
