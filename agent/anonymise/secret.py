@@ -5,6 +5,18 @@ the dates back, so a secret others can read (or write: a planted secret is a kno
 refused rather than used, and so is a symlink, which could point the shift at a secret that is
 not the project's. The file holds 32 random bytes as 64 hex characters; a trailing newline is
 allowed so that the file can be written by hand.
+
+Who may read it: its owner, and the project's key custodians, nobody else. The secret belongs
+in the project's key zone (S5, S6), whose POSIX ACL vokterd keeps at one read-write entry per
+key custodian, no bits for the owning group and none for others. On a file with an ACL the
+group bits of the mode are the ACL's mask, the most any of those entries grants, so a secret
+the custodians can use shows group bits (``ls`` shows ``rw-rw----+``); refusing group bits
+would refuse every secret kept where it belongs. The other bits are everyone else on the
+machine, project members included, and any of them refuses the file. What the group bits
+cannot tell is whom they reach: on a file without an ACL they are the owning group's, and
+then that whole group may read the secret, so a secret outside the key zone must belong to a
+group of key custodians only (or be ``0600``). A new secret is made ``0600``; in the key zone
+it opens to the custodians when vokterd next brings the zone to its planned ACL.
 """
 
 from __future__ import annotations
@@ -59,7 +71,9 @@ def _refuse(path: Path, problem: str, hint: str) -> InvalidRequest:
 
 
 def read_date_secret(path: Path) -> bytes:
-    """The 32 secret bytes at ``path``, or a refusal that says what is wrong with the file."""
+    """The 32 secret bytes at ``path``, or a refusal that says what is wrong with the file.
+    Group bits pass (the key custodians' ACL mask, see the module's docstring); other bits do
+    not."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
