@@ -91,13 +91,14 @@ class Ladders:
 @dataclass(frozen=True)
 class FrequencySet:
     """The table reduced to its distinct rows: ``codes[q]`` are the level-0 codes of each
-    distinct combination, ``counts`` how many rows hold it, and ``sensitive[s]`` the codes of
-    the sensitive columns (part of the combination, so l-diversity can count distinct values)."""
+    distinct combination, ``counts`` how many rows hold it, and ``distinct[s]`` the codes of
+    the columns whose distinct values per class are counted (sensitive columns for
+    l-diversity, the person column for k persons); they are part of the combination."""
 
     codes: tuple[Codes, ...]
     counts: npt.NDArray[np.int64]
-    sensitive: tuple[Codes, ...]
-    sensitive_cards: tuple[int, ...]
+    distinct: tuple[Codes, ...]
+    distinct_cards: tuple[int, ...]
     #: For each row of the table, the index of its combination.
     row_combination: Codes
 
@@ -110,11 +111,11 @@ class FrequencySet:
         cls,
         qi_codes: Sequence[Codes],
         qi_cards: Sequence[int],
-        sensitive_codes: Sequence[Codes] = (),
-        sensitive_cards: Sequence[int] = (),
+        distinct_codes: Sequence[Codes] = (),
+        distinct_cards: Sequence[int] = (),
     ) -> FrequencySet:
-        columns = [*qi_codes, *sensitive_codes]
-        key, _ = combine(columns, [*qi_cards, *sensitive_cards])
+        columns = [*qi_codes, *distinct_codes]
+        key, _ = combine(columns, [*qi_cards, *distinct_cards])
         _, first, inverse, counts = np.unique(
             key, return_index=True, return_inverse=True, return_counts=True
         )
@@ -122,8 +123,8 @@ class FrequencySet:
         return cls(
             codes=tuple(column[first] for column in columns[:q]),
             counts=counts.astype(np.int64),
-            sensitive=tuple(column[first] for column in columns[q:]),
-            sensitive_cards=tuple(int(card) for card in sensitive_cards),
+            distinct=tuple(column[first] for column in columns[q:]),
+            distinct_cards=tuple(int(card) for card in distinct_cards),
             row_combination=inverse.astype(np.int64, copy=False),
         )
 
@@ -141,10 +142,16 @@ class Verdict:
 
 
 def judge(
-    frequencies: FrequencySet, ladders: Ladders, node: Sequence[int], *, k: int, l_diversity: int
+    frequencies: FrequencySet,
+    ladders: Ladders,
+    node: Sequence[int],
+    *,
+    k: int,
+    minimums: Sequence[int] = (),
 ) -> Verdict:
-    """Classes of ``node``; a class smaller than k, or with fewer than l distinct values in a
-    sensitive column, is suppressed whole."""
+    """Classes of ``node``; a class smaller than k, or with fewer distinct values in one of
+    the counted columns than its minimum (``minimums[s]`` for ``frequencies.distinct[s]``: l
+    for a sensitive column, k for the person column), is suppressed whole."""
     columns = [
         ladders.maps[q][level][frequencies.codes[q]] for q, level in enumerate(node)
     ]
@@ -156,11 +163,10 @@ def judge(
         classes, space = np.zeros(frequencies.counts.size, dtype=np.int64), 1
     sizes = np.bincount(classes, weights=frequencies.counts, minlength=space)
     failing = sizes < k
-    if l_diversity > 0:
-        for codes, card in zip(frequencies.sensitive, frequencies.sensitive_cards, strict=True):
-            pairs = np.unique(classes * max(card, 1) + codes) // max(card, 1)
-            distinct = np.bincount(pairs, minlength=space)
-            failing |= distinct < l_diversity
+    counted = zip(frequencies.distinct, frequencies.distinct_cards, minimums, strict=True)
+    for codes, card, minimum in counted:
+        pairs = np.unique(classes * max(card, 1) + codes) // max(card, 1)
+        failing |= np.bincount(pairs, minlength=space) < minimum
     suppressed = failing[classes]
     present = sizes > 0
     kept = present & ~failing

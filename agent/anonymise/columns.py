@@ -15,12 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from agent.storage.evidence import as_identity_number
+from agent.storage.evidence import as_identity_number, scan_text
 from agent.storage.identity_numbers import is_identity_number
 
-#: The spellings of one number the storage rules recognise (agent.storage.evidence): 11 digits,
-#: or 10 with the leading zero lost, with an optional space, dot or dash after the birth date.
-_CANDIDATE = r"^\s*\d{5,6}[ .\-]?\d{5}\s*$"
+#: A cheap first pass over every cell: five or six digits, an optional space, dot or dash, and
+#: five more, anywhere in the text. It finds every spelling the storage rules validate
+#: (agent.storage.evidence), and more; what it finds is validated there.
+_CANDIDATE = r"\d{5,6}[ .\-]?\d{5}"
 
 
 def as_text(column: pl.Series) -> pl.Series:
@@ -31,9 +32,19 @@ def as_text(column: pl.Series) -> pl.Series:
     if dtype == pl.Date:
         return column.dt.strftime("%Y-%m-%d")
     if isinstance(dtype, pl.Datetime):
-        return column.dt.strftime("%Y-%m-%d %H:%M:%S")
+        # Sub-seconds kept, and zoned times in UTC: two instants must never share a text (the
+        # repeated hour of the autumn clock change, milliseconds of a Stata %tc).
+        if dtype.time_zone is not None:
+            column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        whole = column.dt.strftime("%Y-%m-%d %H:%M:%S")
+        fraction = column.dt.strftime("%.f").str.strip_chars_end("0").str.strip_chars_end(".")
+        return (whole + fraction).alias(column.name)
     if dtype.is_float():
-        whole = column.is_finite() & (column == column.round())
+        # Whole numbers read as integers ("34", not "34.0"), but only where a float holds
+        # every integer exactly: beyond 2**53 two numbers could share a text.
+        whole = (
+            column.is_finite() & (column == column.round()) & (column.abs() < 2.0**53)
+        )
         return pl.select(
             pl.when(whole)
             .then(column.cast(pl.Int64, strict=False).cast(pl.Utf8))
@@ -64,30 +75,37 @@ def factorise(text: pl.Series) -> Factorised:
 
 @dataclass(frozen=True)
 class IdentityScreen:
-    """How many non-empty values a column holds and how many are valid identity numbers."""
+    """A column's cells against identity numbers: how many are non-empty, how many are one
+    identity number and nothing else, and how many numbers stand anywhere in its text."""
 
     column: str
     non_empty: int
     identity_numbers: int
+    #: Every valid number in the column's text, free text included.
+    anywhere: int = 0
 
     def is_identity_column(self, share: float) -> bool:
         return self.non_empty > 0 and self.identity_numbers >= share * self.non_empty
 
 
-def screen_identity_numbers(column: pl.Series, *, today: date) -> IdentityScreen:
-    """Counts every valid identity number in the column (not a sample: one left behind in an
-    anonymised file undoes the anonymisation). Only eleven-digit values are validated, once
-    per distinct value; ten digits count as a number whose leading zero was lost, as happens
-    when it is stored as an integer."""
-    text = as_text(column)
+def screen_texts(name: str, text: pl.Series, *, today: date) -> IdentityScreen:
+    """Every cell, not a sample: one number left in an anonymised file undoes the
+    anonymisation. Cells without a candidate (the storage rules' spellings, anywhere in the
+    text) are passed by a vectorised match; the rest are judged by the storage rules' own
+    validator and free-text scanner, once per distinct cell."""
     non_empty = int(text.drop_nulls().str.strip_chars().str.len_chars().gt(0).sum())
     candidates = text.filter(text.str.contains(_CANDIDATE).fill_null(False))
-    if candidates.is_empty():
-        return IdentityScreen(column.name, non_empty, 0)
-    counted = candidates.value_counts()
-    valid = 0
-    for value, count in counted.iter_rows():
-        digits = as_identity_number(str(value))
+    exact = anywhere = 0
+    for value, count in candidates.value_counts().iter_rows():
+        cell = str(value)
+        digits = as_identity_number(cell)
         if digits is not None and is_identity_number(digits, today):
-            valid += int(count)
-    return IdentityScreen(column.name, non_empty, valid)
+            exact += int(count)
+            anywhere += int(count)
+        else:
+            anywhere += scan_text([cell], today=today).hits * int(count)
+    return IdentityScreen(name, non_empty, exact, anywhere)
+
+
+def screen_identity_numbers(column: pl.Series, *, today: date) -> IdentityScreen:
+    return screen_texts(column.name, as_text(column), today=today)

@@ -10,6 +10,7 @@ The format (TOML; every key optional, unknown keys refused so that a typo never 
     sensitive = ["diagnose"]   # the columns l_diversity is about; required with it
     direct_identifiers = ["navn", "telefon"]   # removed outright (L6)
     seed = 42                  # shuffles the output's rows reproducibly, 0 .. 2**64-1
+    person = "lopenr"          # count groups in persons by this column, not in rows (L7)
 
     [hierarchies]              # column = a built-in kind or an ARX hierarchy file (D3)
     alder = "age"              # date, age, municipality, postal, sex, flat
@@ -39,7 +40,7 @@ from agent.errors import InvalidRequest
 MAX_TEXT_CHARS = 1 << 20
 MAX_SEED = 2**64 - 1
 _TOP_KEYS = frozenset({"quasi_identifiers", "k", "max_suppression", "l_diversity", "sensitive",
-                       "direct_identifiers", "seed", "hierarchies", "dates"})
+                       "direct_identifiers", "seed", "person", "hierarchies", "dates"})
 _DATE_KEYS = frozenset({"columns", "serial", "secret_file", "max_shift_days"})
 _DATE_REQUIRED = ("columns", "serial", "secret_file")
 
@@ -56,6 +57,8 @@ class AnonymisationConfig:
     #: Column -> a built-in kind's name or a hierarchy file's path, as written.
     hierarchies: tuple[tuple[str, str], ...]
     date_shift: DateShift | None
+    #: The column naming persons: groups are then counted in persons (L7).
+    person: str | None = None
 
 
 def _shown(value: object) -> str:
@@ -206,6 +209,11 @@ def parse_config(text: str, source: str) -> AnonymisationConfig:
         if column in sensitive:
             raise src.refuse("sensitive", f"{column!r} is also a quasi-identifier",
                              "name it in one list")
+    person = _string(src, table, "person", "person") if "person" in table else None
+    if person is not None and (person in quasi or person in sensitive):
+        raise src.refuse("person", f"{person!r} is also a quasi-identifier or sensitive",
+                         "the person column only counts persons; name it in one place",
+                         rule="L7")
     for column in sensitive:
         if column in direct:
             raise src.refuse("sensitive", f"{column!r} is also a direct identifier",
@@ -218,6 +226,7 @@ def parse_config(text: str, source: str) -> AnonymisationConfig:
         sensitive=sensitive,
         direct_identifiers=direct,
         seed=seed,
+        person=person,
         hierarchies=_hierarchies(src, table),
         date_shift=_date_shift(src, table),
     )

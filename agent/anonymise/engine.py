@@ -8,7 +8,7 @@ telling identity numbers from other numbers) and the shuffle's seed are given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -20,17 +20,22 @@ from agent.anonymise.columns import as_text, factorise
 from agent.anonymise.dates import shift_dates
 from agent.anonymise.hierarchy import infer_kind, ladder_for
 from agent.anonymise.model import BuiltInHierarchy, FileHierarchy, Ladder, Settings
-from agent.anonymise.report import ClassSizes, Report, class_sizes
+from agent.anonymise.report import ClassSizes, Report, class_sizes, fewest_distinct
 from agent.anonymise.screening import columns_to_remove
-from agent.anonymise.search import Criteria, search
+from agent.anonymise.search import Criteria, loss_with_suppression, search
 from agent.errors import AnonymisationImpossible, Failed, InvalidRequest
 
 
-def check_frame(frame: pl.DataFrame, quasi_identifiers: Sequence[str], k: int) -> ClassSizes:
-    """Class sizes over the quasi-identifiers as they are (level 0 everywhere)."""
+def check_frame(
+    frame: pl.DataFrame, quasi_identifiers: Sequence[str], k: int, *, person: str | None = None
+) -> ClassSizes:
+    """Class sizes over the quasi-identifiers as they are (level 0 everywhere); in persons
+    when a person column is named (L7 counts persons, not rows)."""
     require_columns(frame, quasi_identifiers, what="quasi-identifier")
+    if person is not None:
+        require_columns(frame, [person], what="person column")
     require_k(k)
-    return class_sizes(frame, quasi_identifiers, k)
+    return class_sizes(frame, quasi_identifiers, k, person=person)
 
 
 def require_k(k: int) -> None:
@@ -60,8 +65,15 @@ def _validate(frame: pl.DataFrame, settings: Settings) -> None:
     require_columns(frame, settings.sensitive, what="sensitive column")
     require_columns(frame, settings.direct_identifiers, what="direct identifier")
     require_columns(frame, [name for name, _ in settings.hierarchies], what="hierarchy column")
+    if settings.person is not None:
+        require_columns(frame, [settings.person], what="person column")
     if len(set(settings.quasi_identifiers)) != len(settings.quasi_identifiers):
         raise InvalidRequest("a quasi-identifier is named twice", hint="name each once")
+    person = person_column(settings)
+    if person is not None and person in (*settings.quasi_identifiers, *settings.sensitive):
+        raise InvalidRequest(
+            f"column {person!r} names persons and cannot be a quasi-identifier or sensitive",
+            rule="L7", hint="groups are counted in persons by it; name other columns")
     both = set(settings.quasi_identifiers) & set(settings.sensitive)
     both |= (set(settings.quasi_identifiers) | set(settings.sensitive)) & set(
         settings.direct_identifiers
@@ -114,11 +126,16 @@ def anonymise_frame(
     today: date,
     identity_share: float,
     policy_k: int,
+    value_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> Anonymised:
     """The least-loss k-anonymous version of ``frame`` (see :mod:`agent.anonymise.search`),
-    with direct identifiers removed, dates shifted per person and the rows shuffled."""
+    with direct identifiers removed, dates shifted per person and the rows shuffled.
+    ``value_labels``: the label texts of a Stata/SPSS file's labelled columns, screened for
+    identity numbers like the values."""
     _validate(frame, settings)
-    removals = columns_to_remove(frame, settings, today=today, share=identity_share)
+    removals = columns_to_remove(
+        frame, settings, today=today, share=identity_share, value_labels=value_labels
+    )
     shifted: list[str] = []
     if settings.date_shift is not None:
         # Before the removals: the serial number may itself be a column that goes.
@@ -131,33 +148,31 @@ def anonymise_frame(
             for name in shift.columns
         )
         shifted = list(shift.columns)
+    person = person_column(settings)
+    # Counted per class: each sensitive column's distinct values (l), and the persons (k).
+    counted = [(name, settings.l_diversity) for name in settings.sensitive if settings.l_diversity]
+    if person is not None:
+        counted.append((person, settings.k))
+    # Taken before the removals: the person column may itself be a column that goes.
+    counted_codes = [factorise(as_text(frame[name])) for name, _ in counted]
     kept = frame.drop([removal.column for removal in removals])
 
     ladders, codes = _ladders(kept, settings)
-    sensitive = [factorise(as_text(kept[name])) for name in settings.sensitive]
     frequencies = FrequencySet.of(
         codes,
         [len(ladder.values) for ladder in ladders],
-        [item.codes for item in sensitive],
-        [len(item.values) for item in sensitive],
+        [item.codes for item in counted_codes],
+        [len(item.values) for item in counted_codes],
     )
     rows = kept.height
     allowed = int(np.floor(settings.max_suppression * rows + 1e-9))
-    criteria = Criteria(settings.k, allowed, settings.l_diversity)
-    found = search(frequencies, Ladders.of(ladders), criteria)
+    # Suppressing every row is no anonymisation: at least one row must be written.
+    allowed = min(allowed, max(rows - 1, 0))
+    criteria = Criteria(settings.k, allowed, tuple(minimum for _, minimum in counted))
+    arrays = Ladders.of(ladders)
+    found = search(frequencies, arrays, criteria)
     if found is None:
-        too_few = (
-            f"the table has {rows} rows, fewer than k = {settings.k}; " if rows < settings.k else ""
-        )
-        raise AnonymisationImpossible(
-            f"{too_few}no generalisation makes the table {settings.k}-anonymous"
-            + (f" and {settings.l_diversity}-diverse" if settings.l_diversity else "")
-            + f" with at most {settings.max_suppression:.1%} of rows suppressed, even with every"
-            " quasi-identifier at '*'",
-            rule="L7",
-            hint="allow more suppression (--max-suppression), name fewer quasi-identifiers,"
-            " or lower l",
-        )
+        raise _impossible(settings, rows, person)
 
     keep = ~found.verdict.suppressed[frequencies.row_combination]
     generalised = [
@@ -165,18 +180,27 @@ def anonymise_frame(
         for ladder, level, code in zip(ladders, found.levels, codes, strict=True)
         if level > 0
     ]
-    out = kept.with_columns(generalised).filter(pl.Series(keep))
+    counted_columns = [
+        pl.Series(f"\0counted{index}", item.codes) for index, item in enumerate(counted_codes)
+    ]
+    out = kept.with_columns(*generalised, *counted_columns).filter(pl.Series(keep))
     order = np.random.default_rng(settings.seed).permutation(out.height)
     out = out[order]
-
+    # The search and these counts are separate; they must agree before anything is written.
     after = class_sizes(out, settings.quasi_identifiers, settings.k)
-    if not after.anonymous:
-        # The search and this count are separate; they must agree before anything is written.
+    fewest = [
+        fewest_distinct(out, settings.quasi_identifiers, f"\0counted{index}")
+        for index in range(len(counted))
+    ]
+    if not after.anonymous or any(
+        value < minimum for value, (_, minimum) in zip(fewest, counted, strict=True)
+    ):
         raise Failed("the anonymised table failed its own k-anonymity check; nothing was written")
+    out = out.drop([f"\0counted{index}" for index in range(len(counted))])
 
     report = Report(
         k=settings.k,
-        k_reached=after.smallest,
+        k_reached=after.smallest if person is None else fewest[-1],
         l_diversity=settings.l_diversity,
         max_suppression=settings.max_suppression,
         rows=rows,
@@ -188,7 +212,12 @@ def anonymise_frame(
             for ladder, level in zip(ladders, found.levels, strict=True)
         },
         hierarchies={ladder.column: _hierarchy_name(ladder, settings) for ladder in ladders},
-        loss=round(found.loss, 6),
+        loss=round(loss_with_suppression(frequencies, arrays, found.levels, found.verdict), 6),
+        generalisation_loss=round(found.loss, 6),
+        person=person,
+        generalised=tuple(
+            ladder.column for ladder, level in zip(ladders, found.levels, strict=True) if level
+        ),
         classes=after.classes,
         removed_columns={removal.column: removal.reason for removal in removals},
         shifted_columns=shifted,
@@ -197,6 +226,29 @@ def anonymise_frame(
         policy_k=policy_k,
     )
     return Anonymised(out, report)
+
+
+def person_column(settings: Settings) -> str | None:
+    """The column naming persons: given, or the serial number dates are shifted by."""
+    if settings.person is not None:
+        return settings.person
+    return settings.date_shift.serial if settings.date_shift is not None else None
+
+
+def _impossible(settings: Settings, rows: int, person: str | None) -> AnonymisationImpossible:
+    too_few = ""
+    if rows < settings.k:
+        too_few = f"the table has {rows} rows, fewer than k = {settings.k}; "
+    persons = f" ({settings.k} persons by {person!r})" if person is not None else ""
+    diverse = f" and {settings.l_diversity}-diverse" if settings.l_diversity else ""
+    return AnonymisationImpossible(
+        f"{too_few}no generalisation makes the table {settings.k}-anonymous{persons}{diverse}"
+        f" with at most {settings.max_suppression:.1%} of rows suppressed and at least one row"
+        " written, even with every quasi-identifier at '*'",
+        rule="L7",
+        hint="allow more suppression (--max-suppression), name fewer quasi-identifiers,"
+        " or lower l",
+    )
 
 
 def _hierarchy_name(ladder: Ladder, settings: Settings) -> str:

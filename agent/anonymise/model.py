@@ -85,6 +85,10 @@ class Settings:
     hierarchies: tuple[tuple[str, HierarchySpec], ...] = ()
     #: Removed outright (L6); identity-number columns are found and removed as well.
     direct_identifiers: tuple[str, ...] = ()
+    #: The column naming the person a row is about (a serial number). With it, every group
+    #: must hold k *persons* (L7), not k rows: five visits of one person are one person.
+    #: None falls back to the date shift's serial column, if any.
+    person: str | None = None
     date_shift: DateShift | None = None
     #: Seeds the shuffle of the output's rows (so row order cannot link back); None = random.
     seed: int | None = None

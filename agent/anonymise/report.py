@@ -64,21 +64,37 @@ class ClassSizes:
         ]
 
 
-def class_sizes(frame: pl.DataFrame, quasi_identifiers: Sequence[str], k: int) -> ClassSizes:
-    """One group-by count over the quasi-identifiers (missing values form their own class)."""
+def class_sizes(
+    frame: pl.DataFrame, quasi_identifiers: Sequence[str], k: int, *, person: str | None = None
+) -> ClassSizes:
+    """One group-by count over the quasi-identifiers (missing values form their own class);
+    a class's size is its rows, or its distinct persons when a person column is named."""
     if frame.height == 0:
         return ClassSizes(k, 0, 0, 0, (), 0)
-    sizes = frame.group_by(list(quasi_identifiers)).len()["len"]
-    histogram = sizes.filter(sizes < k).value_counts(sort=False)
+    groups = frame.group_by(list(quasi_identifiers))
+    if person is None:
+        classes = groups.len().select(pl.col("len").alias("size"), pl.col("len").alias("rows"))
+    else:
+        classes = groups.agg(pl.col(person).n_unique().alias("size"), pl.len().alias("rows"))
+    small_classes = classes.filter(pl.col("size") < k)
+    histogram = small_classes["size"].value_counts(sort=False)
     small = tuple(sorted((int(size), int(count)) for size, count in histogram.iter_rows()))
     return ClassSizes(
         k=k,
         rows=frame.height,
-        classes=sizes.len(),
-        smallest=int(sizes.min()),  # type: ignore[arg-type]
+        classes=classes.height,
+        smallest=int(classes["size"].min()),  # type: ignore[arg-type]
         small=small,
-        rows_in_small=sum(size * count for size, count in small),
+        rows_in_small=int(small_classes["rows"].sum()),
     )
+
+
+def fewest_distinct(frame: pl.DataFrame, quasi_identifiers: Sequence[str], column: str) -> int:
+    """The fewest distinct values of ``column`` in any class (persons, or sensitive values)."""
+    if frame.height == 0:
+        return 0
+    per_class = frame.group_by(list(quasi_identifiers)).agg(pl.col(column).n_unique())
+    return int(per_class[column].min())  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,15 @@ class Report:
     nodes_checked: int
     nodes_total: int
     policy_k: int
+    #: The loss the search minimised: the generalisation's alone (``loss`` also prices the
+    #: suppressed rows' cells as lost).
+    generalisation_loss: float = 0.0
+    #: The column groups were counted in persons by, if any (L7).
+    person: str | None = None
+    #: Quasi-identifiers written at a level above 0 (their values are labels now).
+    generalised: tuple[str, ...] = ()
+    #: Labels and other metadata strings in which identity numbers were masked on writing.
+    masked_metadata: int = 0
     loss_measure: str = field(default=LOSS_MEASURE)
 
     @property
@@ -111,6 +136,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["generalised"] = list(self.generalised)
         data["meets_policy"] = self.meets_policy
         return data
 
@@ -118,17 +144,25 @@ class Report:
         levels = ", ".join(
             f"{name} {level} ({self.level_names[name]})" for name, level in self.levels.items()
         )
+        unit = "rows" if self.person is None else f"persons ({self.person})"
+        smallest = (
+            f"every class holds at least {self.k_reached:,} {unit} (k = {self.k})"
+            if self.rows_out
+            else "the table has no rows"
+        )
         lines = [
             f"{self.rows_out:,} of {self.rows:,} rows written, "
-            f"{self.suppressed_rows:,} suppressed; "
-            f"every class holds at least {self.k_reached:,} rows (k = {self.k})",
+            f"{self.suppressed_rows:,} suppressed; {smallest}",
             f"levels: {levels}",
-            f"loss {self.loss:.4f} (0 = original values, 1 = all '*'); "
-            f"{self.nodes_checked:,} of {self.nodes_total:,} generalisations checked",
+            f"loss {self.loss:.4f} with suppressed rows counted as lost, "
+            f"{self.generalisation_loss:.4f} from generalising alone (0 = original values, "
+            f"1 = all '*'); {self.nodes_checked:,} of {self.nodes_total:,} generalisations checked",
         ]
         if self.removed_columns:
             removed = ", ".join(f"{name} ({why})" for name, why in self.removed_columns.items())
             lines.append(f"removed: {removed}")
+        if self.masked_metadata:
+            lines.append(f"identity numbers masked in {self.masked_metadata} label(s) (L6)")
         if self.shifted_columns:
             lines.append(f"dates shifted per person (D4): {', '.join(self.shifted_columns)}")
         if not self.meets_policy:

@@ -44,7 +44,9 @@ _UNKNOWN, _PASS, _FAIL = 0, 1, -1
 class Criteria:
     k: int
     max_suppressed_rows: int
-    l_diversity: int = 0
+    #: The least number of distinct values per class of each of the frequency set's counted
+    #: columns (l for a sensitive column, k for the person column).
+    minimums: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,22 +59,45 @@ class SearchResult:
     nodes_total: int
 
 
+def _cell_costs(ladders: Ladders, q: int, level: int) -> npt.NDArray[np.float64]:
+    """The Loss Metric of each level-0 value of column ``q`` generalised to ``level``."""
+    labels = ladders.maps[q][level]
+    distinct = labels.size
+    if distinct <= 1:
+        return np.zeros(distinct, dtype=np.float64)
+    covered = np.bincount(labels, minlength=ladders.cards[q][level])[labels]
+    return (covered - 1) / (distinct - 1)
+
+
 def loss_tables(frequencies: FrequencySet, ladders: Ladders) -> tuple[npt.NDArray[np.float64], ...]:
     """Per quasi-identifier, the Loss Metric of each level averaged over the table's rows."""
     rows = max(frequencies.rows, 1)
     tables: list[npt.NDArray[np.float64]] = []
     for q, maps in enumerate(ladders.maps):
-        distinct = maps[0].size
         per_value = np.bincount(
-            frequencies.codes[q], weights=frequencies.counts, minlength=distinct
+            frequencies.codes[q], weights=frequencies.counts, minlength=maps[0].size
         )
-        costs = np.zeros(len(maps), dtype=np.float64)
-        if distinct > 1:
-            for level, labels in enumerate(maps):
-                covered = np.bincount(labels, minlength=ladders.cards[q][level])[labels]
-                costs[level] = float(per_value @ (covered - 1)) / (distinct - 1) / rows
-        tables.append(costs)
+        tables.append(np.array(
+            [float(per_value @ _cell_costs(ladders, q, level)) / rows for level in range(len(maps))]
+        ))
     return tuple(tables)
+
+
+def loss_with_suppression(
+    frequencies: FrequencySet, ladders: Ladders, levels: Sequence[int], verdict: Verdict
+) -> float:
+    """The loss a reader of the output bears: the Loss Metric of the cells written, and every
+    cell of a suppressed row counted as lost (1). The search minimises the generalisation's loss
+    under the suppression bound; this is the figure that also prices what was left out."""
+    rows = frequencies.rows
+    if rows == 0 or not levels:
+        return 0.0
+    kept = frequencies.counts * ~verdict.suppressed
+    written = sum(
+        float(kept @ _cell_costs(ladders, q, level)[frequencies.codes[q]])
+        for q, level in enumerate(levels)
+    )
+    return (written + verdict.suppressed_rows * len(levels)) / (rows * len(levels))
 
 
 def lattice(heights: Sequence[int]) -> npt.NDArray[np.int64]:
@@ -149,7 +174,7 @@ def search(frequencies: FrequencySet, ladders: Ladders, criteria: Criteria) -> S
             ladders,
             tuple(int(level) for level in space.nodes[index]),
             k=criteria.k,
-            l_diversity=criteria.l_diversity,
+            minimums=criteria.minimums,
         )
         verdicts[index] = verdict
         return verdict.suppressed_rows <= criteria.max_suppressed_rows

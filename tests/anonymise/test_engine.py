@@ -3,34 +3,21 @@ independent k-anonymity checker, and bad settings refused before anything is com
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
-import pandas as pd
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycanon import anonymity
 
 from agent.anonymise.engine import anonymise_frame, check_frame
 from agent.anonymise.model import BuiltInHierarchy, DateShift, Settings
 from agent.errors import AnonymisationImpossible, InvalidRequest
+from tests.support.anonymity import fewest_persons, independent_k, independent_l
 from tests.support.identity_numbers import valid_numbers
 
 TODAY = date(2026, 11, 24)
 SECRET = bytes(range(32))
-
-
-def independent_k(frame: pl.DataFrame, qis: list[str]) -> int:
-    """pycanon's k, on a pandas copy with a plain 0..n-1 index (it miscounts otherwise)."""
-    table = frame.select(qis).to_pandas().reset_index(drop=True)
-    table = table.astype(object).where(pd.notna(table), "<missing>")
-    return int(anonymity.k_anonymity(table, qis))
-
-
-def independent_l(frame: pl.DataFrame, qis: list[str], sensitive: list[str]) -> int:
-    table = frame.select([*qis, *sensitive]).to_pandas().reset_index(drop=True).astype(object)
-    return int(anonymity.l_diversity(table, qis, sensitive))
 
 
 def cohort(rows: int = 400) -> pl.DataFrame:
@@ -47,12 +34,14 @@ def cohort(rows: int = 400) -> pl.DataFrame:
     })
 
 
-def run(frame: pl.DataFrame, **given: object) -> tuple[pl.DataFrame, dict[str, object]]:
+def run(frame: pl.DataFrame, value_labels: dict[str, list[str]] | None = None,
+        **given: object) -> tuple[pl.DataFrame, dict[str, object]]:
     base: dict[str, object] = {"quasi_identifiers": ("alder", "kommune", "postnr", "kjonn"),
                                "k": 5, "seed": 7}
     base.update(given)
     result = anonymise_frame(frame, Settings(**base),  # type: ignore[arg-type]
-                             date_secret=SECRET, today=TODAY, identity_share=0.9, policy_k=5)
+                             date_secret=SECRET, today=TODAY, identity_share=0.9, policy_k=5,
+                             value_labels=value_labels)
     return result.frame, result.report.to_json()
 
 
@@ -176,33 +165,135 @@ def test_d4_dates_are_shifted_per_person_before_generalising() -> None:
 
 @st.composite
 def frames(draw: st.DrawFn) -> tuple[pl.DataFrame, int, float]:
+    """Ages as floats (whole, fractional, NaN, missing, huge), municipalities, sex with '*'
+    as a real value, dates and datetimes with fractions of a second."""
     rows = draw(st.integers(1, 60))
-    ages = draw(st.lists(st.integers(0, 99), min_size=rows, max_size=rows))
-    kommuner = draw(st.lists(st.sampled_from(["0301", "0302", "1103", "1108", "4601"]),
-                             min_size=rows, max_size=rows))
-    sexes = draw(st.lists(st.sampled_from(["M", "K", None]), min_size=rows, max_size=rows))
-    frame = pl.DataFrame({"alder": ages, "kommune": kommuner, "kjonn": sexes},
-                         schema={"alder": pl.Int64, "kommune": pl.Utf8, "kjonn": pl.Utf8})
-    return frame, draw(st.integers(2, 6)), draw(st.sampled_from([0.0, 0.05, 0.2, 0.5]))
+
+    def column(values: st.SearchStrategy[object]) -> list[object]:
+        return draw(st.lists(values, min_size=rows, max_size=rows))
+
+    ages = column(st.one_of(st.integers(0, 99).map(float), st.sampled_from(
+        [None, float("nan"), 1e20, 3e20, 30.5, -0.0])))
+    frame = pl.DataFrame(
+        {
+            "alder": ages,
+            "kommune": column(st.sampled_from(["0301", "0302", "1103", "1108", "4601", None])),
+            "kjonn": column(st.sampled_from(["M", "K", "*", None])),
+            "innlagt": column(st.dates(date(2019, 1, 1), date(2021, 12, 31))),
+            "tid": column(st.sampled_from([
+                datetime(2020, 1, 1, 10, 0, 0, 100_000), datetime(2020, 1, 1, 10, 0, 0),
+                datetime(2020, 1, 1, 10, 0, 0, 200_000), None])),
+        },
+        schema={"alder": pl.Float64, "kommune": pl.Utf8, "kjonn": pl.Utf8,
+                "innlagt": pl.Date, "tid": pl.Datetime("us")},
+    )
+    return frame, draw(st.integers(2, 6)), draw(st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0]))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames())
 def test_l7_any_input_is_made_k_anonymous_or_refused(case: tuple[pl.DataFrame, int, float]) -> None:
     frame, k, limit = case
-    qis = ["alder", "kommune", "kjonn"]
+    qis = ["alder", "kommune", "kjonn", "innlagt", "tid"]
+    hierarchies = (("alder", BuiltInHierarchy("flat")), ("tid", BuiltInHierarchy("flat")))
     try:
-        out, report = run(frame, quasi_identifiers=tuple(qis), k=k, max_suppression=limit)
+        out, report = run(frame, quasi_identifiers=tuple(qis), k=k, max_suppression=limit,
+                          hierarchies=hierarchies)
     except AnonymisationImpossible:
-        # Refused only when even every column at '*' cannot keep the suppression in bounds.
-        assert frame.height - int(limit * frame.height + 1e-9) < k
+        # Refused only when even every column at '*' leaves fewer than k rows: then nothing
+        # can be written without suppressing every row.
+        assert frame.height < k
         return
-    assert report["suppressed_rows"] <= int(limit * frame.height + 1e-9)  # type: ignore[operator]
-    if out.height:
-        assert independent_k(out, qis) >= k
+    allowed = min(int(limit * frame.height + 1e-9), frame.height - 1)
+    assert report["suppressed_rows"] <= allowed  # type: ignore[operator]
+    assert out.height >= 1
+    assert independent_k(out, qis) >= k
 
 
 def test_l7_l_diversity_holds_by_the_independent_checker() -> None:
     out, report = run(cohort(), l_diversity=3, sensitive=("diagnose",))
     assert report["l_diversity"] == 3
     assert independent_l(out, ["alder", "kommune", "postnr", "kjonn"], ["diagnose"]) >= 3
+
+
+def test_l6_an_identity_number_in_free_text_refuses_the_run() -> None:
+    number = valid_numbers(1, seed=6)[0]
+    notes = ["ringte tilbake"] * 199 + [f"ringte {number} i dag"]
+    with pytest.raises(InvalidRequest) as caught:
+        run(cohort(200).with_columns(pl.Series("merknad", notes)))
+    line = caught.value.one_line()
+    assert "merknad" in line and "1 identity numbers" in line and number not in line
+
+
+def test_l6_value_labels_that_are_identity_numbers_make_a_direct_identifier() -> None:
+    numbers = valid_numbers(3, seed=7)
+    frame = cohort(300).with_columns(pl.Series("pid", [1 + i % 3 for i in range(300)]))
+    _, report = run(frame, value_labels={"pid": numbers})
+    removed = report["removed_columns"]
+    assert isinstance(removed, dict)
+    assert removed["pid"] == "its value labels are identity numbers (L6)"
+
+
+@pytest.mark.parametrize("dtype", [pl.List(pl.Int64), pl.Binary])
+def test_l6_columns_of_lists_or_bytes_are_refused_unless_dropped(dtype: pl.DataType) -> None:
+    values = [[i] for i in range(400)] if dtype == pl.List(pl.Int64) else [b"\xff"] * 400
+    frame = cohort().with_columns(pl.Series("rest", values, dtype=dtype))
+    with pytest.raises(InvalidRequest) as caught:
+        run(frame)
+    assert "--drop rest" in caught.value.one_line()
+    out, _ = run(frame, direct_identifiers=("rest",))
+    assert "rest" not in out.columns
+
+
+def test_l7_groups_count_persons_not_rows() -> None:
+    # Five visits of one person share all their quasi-identifiers: 5 rows, 1 person.
+    rows = [(f"p{person}", 40 + person % 2, "0301") for person in range(20) for _ in range(5)]
+    frame = pl.DataFrame(rows, schema=["lopenr", "alder", "kommune"], orient="row")
+    by_rows, _ = run(frame, quasi_identifiers=("alder", "kommune"), k=5, max_suppression=0.0,
+                     hierarchies=(("alder", BuiltInHierarchy("age")),))
+    assert by_rows["alder"].dtype == pl.Int64  # 5 rows per class already
+    by_persons, report = run(frame, quasi_identifiers=("alder", "kommune"), k=5,
+                             max_suppression=0.0, person="lopenr",
+                             hierarchies=(("alder", BuiltInHierarchy("age")),))
+    assert report["person"] == "lopenr"
+    assert fewest_persons(by_persons, ["alder", "kommune"], "lopenr") >= 5
+    assert report["k_reached"] == fewest_persons(by_persons, ["alder", "kommune"], "lopenr")
+
+
+def test_l7_check_counts_persons_when_named() -> None:
+    rows = [(f"p{person}", 40 + person, "0301") for person in range(4) for _ in range(5)]
+    frame = pl.DataFrame(rows, schema=["lopenr", "alder", "kommune"], orient="row")
+    assert check_frame(frame, ["alder", "kommune"], 5).anonymous
+    by_persons = check_frame(frame, ["alder", "kommune"], 5, person="lopenr")
+    assert not by_persons.anonymous and by_persons.small == ((1, 4),)
+    assert by_persons.rows_in_small == 20
+
+
+def test_l7_every_row_is_never_suppressed_and_suppression_is_priced_in_the_loss() -> None:
+    frame = pl.DataFrame({"alder": list(range(20, 30)), "verdi": list(range(10))})
+    out, report = run(frame, quasi_identifiers=("alder",), k=5, max_suppression=1.0,
+                      hierarchies=(("alder", BuiltInHierarchy("age")),))
+    assert out.height >= 5 and report["rows_out"] == out.height
+    assert report["loss"] >= report["generalisation_loss"]  # type: ignore[operator]
+    some, priced = run(cohort(), max_suppression=0.2)
+    if priced["suppressed_rows"]:
+        assert priced["loss"] > priced["generalisation_loss"]  # type: ignore[operator]
+    none, exact = run(cohort(), max_suppression=0.0)
+    assert exact["loss"] == exact["generalisation_loss"]
+    del some, none
+
+
+def test_l7_instants_a_fraction_of_a_second_apart_stay_apart() -> None:
+    times = [datetime(2020, 1, 1, 10, 0, 0, 100_000), datetime(2020, 1, 1, 10, 0, 0, 200_000)]
+    frame = pl.DataFrame({"tid": times * 3, "x": list(range(6))})
+    out, report = run(frame, quasi_identifiers=("tid",), k=3, max_suppression=0.0,
+                      hierarchies=(("tid", BuiltInHierarchy("flat")),))
+    assert report["levels"] == {"tid": 0} and out.height == 6
+
+
+def test_l6_a_table_with_a_column_per_person_is_refused() -> None:
+    number = valid_numbers(1, seed=10)[0]
+    frame = cohort().with_columns(pl.Series(number, [1.0] * 400))
+    with pytest.raises(InvalidRequest) as caught:
+        run(frame)
+    assert "column name(s)" in caught.value.one_line() and number not in caught.value.one_line()

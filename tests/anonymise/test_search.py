@@ -33,20 +33,24 @@ def ladder(column: str, values: Sequence[str], levels: Sequence[dict[str, str]])
 
 
 def run(rows: Sequence[Sequence[str]], ladders: Sequence[Ladder], k: int,
-        suppressed: int = 0, l_diversity: int = 0,
-        sensitive: Sequence[str] = ()) -> tuple[SearchResult | None, FrequencySet, Ladders]:
+        suppressed: int = 0, minimum: int = 0,
+        counted: Sequence[str] = ()) -> tuple[SearchResult | None, FrequencySet, Ladders]:
+    """Search ``rows``; with ``counted`` (one value per row), every class also needs
+    ``minimum`` distinct values of it (l-diversity, or k persons)."""
     codes = [
         np.array([ladder.values.index(row[q]) for row in rows], dtype=np.int64)
         for q, ladder in enumerate(ladders)
     ]
-    extra = []
-    if sensitive:
-        values = sorted(set(sensitive))
-        extra = [np.array([values.index(value) for value in sensitive], dtype=np.int64)]
+    extra, cards, minimums = [], [], ()
+    if counted:
+        values = sorted(set(counted))
+        extra = [np.array([values.index(value) for value in counted], dtype=np.int64)]
+        cards, minimums = [len(values)], (minimum,)
     frequencies = FrequencySet.of(codes, [len(ladder.values) for ladder in ladders], extra,
-                                  [len(set(sensitive))] if sensitive else [])
+                                  cards)
     arrays = Ladders.of(ladders)
-    return search(frequencies, arrays, Criteria(k, suppressed, l_diversity)), frequencies, arrays
+    criteria = Criteria(k, suppressed, minimums)
+    return search(frequencies, arrays, criteria), frequencies, arrays
 
 
 AGES = ["21", "22", "23", "31", "32", "33"]
@@ -96,7 +100,7 @@ def test_l7_l_diversity_generalises_further_than_k_alone() -> None:
     # needs the women and men together: (age decade, sex *) or above.
     diagnoses = ["A", "B", "A", "C", "A", "B"]
     alone, _, _ = run(SIX, six_ladders(), k=3)
-    diverse, _, _ = run(SIX, six_ladders(), k=3, l_diversity=2, sensitive=diagnoses)
+    diverse, _, _ = run(SIX, six_ladders(), k=3, minimum=2, counted=diagnoses)
     assert alone is not None and alone.levels == (2, 0)
     assert diverse is not None and diverse.levels == (1, 1)
 
@@ -109,7 +113,7 @@ def brute_force(frequencies: FrequencySet, arrays: Ladders,
     for node in lattice(arrays.heights):
         levels = tuple(int(level) for level in node)
         verdict = judge(frequencies, arrays, levels, k=criteria.k,
-                        l_diversity=criteria.l_diversity)
+                        minimums=criteria.minimums)
         if verdict.suppressed_rows > criteria.max_suppressed_rows:
             continue
         loss = round(sum(losses[q][level] for q, level in enumerate(levels)) / len(levels), 12)
@@ -121,7 +125,7 @@ def brute_force(frequencies: FrequencySet, arrays: Ladders,
 
 def satisfies(frequencies: FrequencySet, arrays: Ladders, levels: tuple[int, ...],
               criteria: Criteria) -> bool:
-    verdict = judge(frequencies, arrays, levels, k=criteria.k, l_diversity=criteria.l_diversity)
+    verdict = judge(frequencies, arrays, levels, k=criteria.k, minimums=criteria.minimums)
     return verdict.suppressed_rows <= criteria.max_suppressed_rows
 
 
@@ -135,7 +139,9 @@ def assert_minimal(frequencies: FrequencySet, arrays: Ladders, levels: tuple[int
 
 
 @st.composite
-def tables(draw: st.DrawFn) -> tuple[list[tuple[str, ...]], list[Ladder], Criteria]:
+def tables(
+    draw: st.DrawFn,
+) -> tuple[list[tuple[str, ...]], list[Ladder], Criteria, tuple[str, ...]]:
     columns = draw(st.integers(1, 3))
     ladders = []
     for q in range(columns):
@@ -157,16 +163,23 @@ def tables(draw: st.DrawFn) -> tuple[list[tuple[str, ...]], list[Ladder], Criter
                          min_size=1, max_size=40))
     k = draw(st.integers(2, 6))
     allowed = draw(st.integers(0, len(rows)))
-    return rows, ladders, Criteria(k, allowed, 0)
+    # Half the cases also count distinct values of a further column per class: l-diversity
+    # of a sensitive column, or k persons with a person column (the same check).
+    counted = draw(st.one_of(st.just(()), st.lists(st.sampled_from("abcde"),
+                                                      min_size=len(rows), max_size=len(rows))))
+    minimum = draw(st.integers(2, 4)) if counted else 0
+    return rows, ladders, Criteria(k, allowed, (minimum,) if counted else ()), tuple(counted)
 
 
 @settings(max_examples=150, deadline=None)
 @given(tables())
 def test_l7_search_finds_the_brute_force_optimum_and_it_is_minimal(
-    case: tuple[list[tuple[str, ...]], list[Ladder], Criteria],
+    case: tuple[list[tuple[str, ...]], list[Ladder], Criteria, tuple[str, ...]],
 ) -> None:
-    rows, ladders, criteria = case
-    result, frequencies, arrays = run(rows, ladders, criteria.k, criteria.max_suppressed_rows)
+    rows, ladders, criteria, counted = case
+    minimum = criteria.minimums[0] if criteria.minimums else 0
+    result, frequencies, arrays = run(rows, ladders, criteria.k, criteria.max_suppressed_rows,
+                                      minimum, counted)
     expected = brute_force(frequencies, arrays, criteria)
     if expected is None:
         assert result is None
