@@ -96,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as unexpected:  # the last resort: one line, no traceback
+        # VokterError masks identity numbers in the message, like every error's.
+        last = VokterError(f"unexpected {type(unexpected).__name__}: {unexpected}",
+                           hint="nothing more is known; report it with the command you ran")
+        error_line(last.one_line())
+        return EXIT_REFUSED
     return 0
 
 

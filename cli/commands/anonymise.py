@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from agent.errors import UsageError
+from agent.api import UsageError
 from cli.output import on_terminal, print_json
 
 
@@ -68,6 +68,9 @@ _qi_option = click.option(
     "--qi", "qis", multiple=True, metavar="COL",
     help="A quasi-identifier; repeat, or separate with commas.")
 _k_option = click.option("--k", "k", type=int, help="Smallest group size (default: policy, 5).")
+_person_option = click.option(
+    "--person", metavar="COL",
+    help="Count groups in persons by this column (a serial number), not in rows.")
 
 
 @click.group("anonymise")
@@ -89,23 +92,27 @@ def anonymise() -> None:
 @click.argument("file", type=click.Path(readable=False, path_type=Path))
 @_qi_option
 @_k_option
+@_person_option
 @_config_option
 @_policy_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def check(file: Path, qis: tuple[str, ...], k: int | None, config: str | None,
-          policy: str | None, as_json: bool) -> None:
+def check(file: Path, qis: tuple[str, ...], k: int | None, person: str | None,
+          config: str | None, policy: str | None, as_json: bool) -> None:
     """Exit 0 when FILE is k-anonymous over the quasi-identifiers, 1 when it is not.
 
-    The smallest groups are described by their size, never by their values.
+    The smallest groups are described by their size, never by their values. With --person
+    (or a config's person), a group's size is its number of persons: five visits of one
+    person are one person (L7).
 
     \b
     Examples:
       vokter anonymise check adult.csv --qi age,sex,race --k 5
       vokter anonymise check cohort.parquet --config anonymise.toml --json
     """
-    from agent.anonymise.run import Request, check_file
+    from agent.api.anonymisation import Request, check_file
 
-    request = Request(quasi_identifiers=_names(qis), k=k, config=config, policy=policy)
+    request = Request(quasi_identifiers=_names(qis), k=k, person=person, config=config,
+                      policy=policy)
     with _working("counting groups"):
         result = check_file(file, request)
     if as_json:
@@ -123,6 +130,7 @@ def check(file: Path, qis: tuple[str, ...], k: int | None, config: str | None,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the result.")
 @_qi_option
 @_k_option
+@_person_option
 @click.option("--max-suppression", callback=_share, metavar="P",
               help="Share of rows that may be withheld: 0.05 or 5% (default: policy).")
 @click.option("--hierarchy", "hierarchies", multiple=True, metavar="COL=FILE",
@@ -143,7 +151,7 @@ def check(file: Path, qis: tuple[str, ...], k: int | None, config: str | None,
               help="Write the JSON report here.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT (and the report) if they exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def apply(file: Path, out: Path, qis: tuple[str, ...], k: int | None,
+def apply(file: Path, out: Path, qis: tuple[str, ...], k: int | None, person: str | None,
           max_suppression: float | None, hierarchies: tuple[str, ...], l_diversity: int | None,
           sensitive: tuple[str, ...], drop: tuple[str, ...], shift_dates: tuple[str, ...],
           serial: str | None, date_secret: str | None, max_shift_days: int | None,
@@ -165,14 +173,14 @@ def apply(file: Path, out: Path, qis: tuple[str, ...], k: int | None,
       vokter anonymise apply visits.parquet -o anon.parquet --qi kommune,alder \\
           --shift-dates innlagt --serial lopenr --date-secret /secure/p1234.secret
     """
-    from agent.anonymise.run import Request, apply_file
+    from agent.api.anonymisation import Request, apply_file
 
     request = Request(
         quasi_identifiers=_names(qis), k=k, max_suppression=max_suppression,
         l_diversity=l_diversity, sensitive=_names(sensitive), hierarchies=_pairs(hierarchies),
         direct_identifiers=_names(drop), shift_dates=_names(shift_dates), serial=serial,
-        date_secret=date_secret, max_shift_days=max_shift_days, seed=seed, config=config,
-        policy=policy,
+        date_secret=date_secret, max_shift_days=max_shift_days, seed=seed, person=person,
+        config=config, policy=policy,
     )
     # wall-clock: today's date tells identity numbers (born before today) from other numbers.
     today = date.today()
@@ -200,7 +208,7 @@ def new_secret(file: Path) -> None:
     Example:
       vokter anonymise new-secret /srv/projects/p1234/key/date-shift.secret
     """
-    from agent.anonymise.secret import create_date_secret
+    from agent.api.anonymisation import create_date_secret
 
     create_date_secret(file)
     click.echo(f"created {file}")

@@ -18,9 +18,9 @@ import pandas as pd
 import polars as pl
 import pyreadstat
 import pytest
-from pycanon import anonymity
 
 from tests.anonymise.test_search import ADULT, ADULT_QIS, adult, assert_minimal
+from tests.support.anonymity import independent_k
 from tests.support.daemon import VOKTER
 from tests.support.users import UserFactory
 
@@ -38,11 +38,6 @@ def vokter(*args: str, user: str | None = None, cwd: Path | None = None
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def k_of(frame: pd.DataFrame, qis: list[str]) -> int:
-    """pycanon's k, on a plain 0..n-1 index (it miscounts otherwise)."""
-    return int(anonymity.k_anonymity(frame[qis].reset_index(drop=True).astype(object), qis))
 
 
 def cohort(rows: int = 300) -> pd.DataFrame:
@@ -105,7 +100,7 @@ def test_l7_apply_keeps_the_format_and_the_output_is_k_anonymous(tmp_path: Path,
     frame, meta = read_back(out)
     assert "lopenr" not in frame.columns
     assert len(frame) == 300
-    assert k_of(frame, QIS) >= 5
+    assert independent_k(frame, QIS) >= 5
     assert sorted(frame["diagnose"]) == sorted(cohort()["diagnose"])
     if meta is not None:
         labels = dict(zip(meta.column_names, meta.column_labels, strict=True))  # type: ignore[attr-defined]
@@ -134,7 +129,7 @@ def test_l7_adult_with_arx_hierarchies_gives_a_minimal_node(tmp_path: Path) -> N
     assert_minimal(frequencies, arrays, levels, Criteria(5, 0))
     frame = pd.read_csv(out, sep=";", dtype=str, keep_default_na=False)
     assert len(frame) == 30162
-    assert k_of(frame, list(ADULT_QIS)) >= 5
+    assert independent_k(frame, list(ADULT_QIS)) >= 5
 
 
 def test_l7_check_exits_1_and_describes_classes_by_size_never_values(tmp_path: Path) -> None:
@@ -207,7 +202,7 @@ def test_l7_unreadable_files_and_output_onto_the_input_are_refused(tmp_path: Pat
         onto = vokter("anonymise", "apply", str(source), "-o", str(tmp_path / "o.dta"),
                       "--qi", "kjonn", "--drop", "lopenr", "--report", str(target),
                       "--overwrite")
-        assert onto.returncode == 1 and "cannot replace the input" in onto.stderr
+        assert onto.returncode == 1 and "which this run reads" in onto.stderr
     assert digest(source) == before
 
 
@@ -289,9 +284,92 @@ def test_l7_a_projects_config_names_the_columns_hierarchies_and_secret(tmp_path:
     assert figures["removed_columns"] == {"verdi": "named as a direct identifier (L6)"}
     assert figures["shifted_columns"] == ["innlagt"]
     out, meta = pyreadstat.read_dta(str(tmp_path / "o.dta"))
-    assert k_of(out, ["alder", "kommune", "diagnose"]) >= 4
+    assert independent_k(out, ["alder", "kommune", "diagnose"]) >= 4
     by_serial = dict(zip(frame["lopenr"], frame["innlagt"], strict=True))
     moved = {(day.date() if hasattr(day, "date") else day) - by_serial[serial]
              for serial, day in zip(out["lopenr"], out["innlagt"], strict=True)}
     assert all(1 <= abs(delta.days) <= 20 for delta in moved)
     assert dict(zip(meta.column_names, meta.column_labels, strict=True))["innlagt"] == "Innlagt"
+
+
+def test_l7_suppression_beyond_the_policy_is_refused(tmp_path: Path) -> None:
+    source = write_all_formats(tmp_path)["csv"]
+    done = vokter("anonymise", "apply", str(source), "-o", str(tmp_path / "o.csv"),
+                  "--qi", "kjonn", "--max-suppression", "10%")
+    assert done.returncode == 1 and "(L7)" in done.stderr
+    assert "anonymisation.max_suppression" in done.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_l7_a_fifo_for_a_hierarchy_is_refused_not_waited_on(tmp_path: Path) -> None:
+    source = write_all_formats(tmp_path)["csv"]
+    fifo = tmp_path / "hierarchy.csv"
+    os.mkfifo(fifo)
+    done = vokter("anonymise", "apply", str(source), "-o", str(tmp_path / "o.csv"),
+                  "--qi", "kommune", "--hierarchy", f"kommune={fifo}")
+    assert done.returncode == 1 and "not a regular file" in done.stderr
+
+
+def test_d4_the_output_never_replaces_the_date_secret(tmp_path: Path) -> None:
+    source = write_all_formats(tmp_path)["csv"]
+    secret = tmp_path / "date.secret"
+    assert vokter("anonymise", "new-secret", str(secret)).returncode == 0
+    before = digest(secret)
+    for target in (["-o", str(secret)], ["-o", str(tmp_path / "o.csv"), "--report", str(secret)]):
+        done = vokter("anonymise", "apply", str(source), *target, "--qi", "kjonn",
+                      "--shift-dates", "verdi", "--serial", "lopenr", "--date-secret",
+                      str(secret), "--overwrite")
+        assert done.returncode == 1 and "which this run reads" in done.stderr
+    assert digest(secret) == before
+
+
+def test_l7_a_report_in_a_missing_folder_is_refused_before_any_output(tmp_path: Path) -> None:
+    source = write_all_formats(tmp_path)["csv"]
+    done = vokter("anonymise", "apply", str(source), "-o", str(tmp_path / "o.csv"),
+                  "--qi", "kjonn", "--drop", "lopenr",
+                  "--report", str(tmp_path / "missing" / "r.json"))
+    assert done.returncode == 1 and "no folder" in done.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_l6_a_column_of_lists_is_refused_in_one_line(tmp_path: Path) -> None:
+    frame = pl.from_pandas(cohort()).with_columns(
+        pl.Series("koder", [[i, i + 1] for i in range(300)]))
+    frame.write_parquet(tmp_path / "nested.parquet")
+    done = vokter("anonymise", "apply", str(tmp_path / "nested.parquet"), "-o",
+                  str(tmp_path / "o.parquet"), "--qi", "kjonn")
+    assert done.returncode == 1 and "--drop koder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_l7_check_with_a_person_column_counts_persons(tmp_path: Path) -> None:
+    visits = pd.DataFrame({"lopenr": [p for p in range(6) for _ in range(5)],
+                           "alder": [40 + p % 2 for p in range(6) for _ in range(5)]})
+    visits.to_csv(tmp_path / "visits.csv", sep=";", index=False)
+    by_rows = vokter("anonymise", "check", str(tmp_path / "visits.csv"), "--qi", "alder")
+    assert by_rows.returncode == 0
+    by_persons = vokter("anonymise", "check", str(tmp_path / "visits.csv"), "--qi", "alder",
+                        "--person", "lopenr")
+    assert by_persons.returncode == 1 and "3 of size 3" not in by_persons.stdout
+    assert "2 of size 3" in by_persons.stdout
+
+
+def test_l6_a_stata_column_encoding_identity_numbers_is_removed(tmp_path: Path) -> None:
+    from tests.support.identity_numbers import valid_numbers
+
+    numbers = valid_numbers(3, seed=9)
+    frame = cohort().assign(pid=[float(1 + i % 3) for i in range(300)])
+    labels = {"pid": {float(i + 1): number for i, number in enumerate(numbers)}}
+    pyreadstat.write_dta(frame, str(tmp_path / "c.dta"), variable_value_labels=labels,
+                         file_label=f"uttrekk for {numbers[0]}")
+    report = tmp_path / "r.json"
+    done = vokter("anonymise", "apply", str(tmp_path / "c.dta"), "-o", str(tmp_path / "o.dta"),
+                  "--qi", "kjonn", "--drop", "lopenr", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())
+    assert figures["removed_columns"]["pid"] == "its value labels are identity numbers (L6)"
+    assert figures["masked_metadata"] >= 1
+    written = (tmp_path / "o.dta").read_bytes()
+    for number in numbers:
+        assert number.encode() not in written
+        assert number not in done.stdout + report.read_text()
