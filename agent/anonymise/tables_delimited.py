@@ -23,7 +23,7 @@ import numpy.typing as npt
 import polars as pl
 
 from agent.anonymise.tables_meta import DelimitedMeta, FileIdentity, not_readable
-from agent.storage.formats.sniff import encoding as text_encoding
+from agent.storage.text_encoding import encoding as text_encoding
 
 #: Delimiters a header is tried with; the extension's own goes first on a tie.
 _DELIMITERS = (";", ",", "\t")

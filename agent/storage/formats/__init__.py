@@ -18,10 +18,10 @@ from agent.storage.formats.sniff import (
     SAMPLE_SIZE,
     Kind,
     binary_kind,
-    encoding,
     extension,
     text_kind,
 )
+from agent.storage.text_encoding import encoding
 
 _JSON_EXTENSIONS = (".json", ".jsonl", ".ndjson")
 

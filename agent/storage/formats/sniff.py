@@ -7,7 +7,6 @@ when a delimiter parses consistently. Pure: works on the first bytes and the nam
 
 from __future__ import annotations
 
-import codecs
 import csv
 import enum
 import io
@@ -21,8 +20,6 @@ _DELIMITERS = (",", ";", "\t", "|")
 _TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _MAYBE_TABLE_EXTENSIONS = {".txt", ".dat"}
 _JSON_LINES_EXTENSIONS = {".jsonl", ".ndjson"}
-#: Control characters other than whitespace: text has almost none, binary has many.
-_CONTROL = bytes(c for c in range(32) if c not in b"\t\n\r\f\x1b")
 
 
 class Kind(enum.Enum):
@@ -59,25 +56,6 @@ def binary_kind(sample: bytes) -> Kind | None:
     if sample.startswith((b"$FL2", b"$FL3")):
         return Kind.SPSS
     return None
-
-
-def encoding(sample: bytes) -> str | None:
-    """The encoding a text file is read with, or None for binary. UTF-8 when the sample
-    decodes as UTF-8 (a character cut at the end of the sample is fine), else latin-1, which
-    decodes any byte: so the test for text is the share of control characters."""
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if b"\x00" in sample:
-        return None
-    if sample and len(sample) - len(sample.translate(None, _CONTROL)) > len(sample) // 100:
-        return None
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8"
 
 
 #: Lines of the sample the delimiter is judged on: enough to see a table's shape, few enough
