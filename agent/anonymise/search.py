@@ -122,11 +122,11 @@ class _Lattice:
         self.heights = np.asarray(heights, dtype=np.int64)
         self.nodes = lattice(heights)
         count = len(heights)
-        self.loss = (
-            sum(losses[q][self.nodes[:, q]] for q in range(count)) / count
-            if count
-            else np.zeros(len(self.nodes))
-        )
+        self.loss: npt.NDArray[np.float64] = np.zeros(len(self.nodes), dtype=np.float64)
+        for q in range(count):
+            self.loss += losses[q][self.nodes[:, q]]
+        if count:
+            self.loss /= count
         strides = np.ones(count, dtype=np.int64)
         for q in range(count - 2, -1, -1):
             strides[q] = strides[q + 1] * (heights[q + 1] + 1)
