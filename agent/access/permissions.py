@@ -57,6 +57,22 @@ class Action(StrEnum):
     #: Record a delivered dataset and its approved variables (D2): the leader applied for them.
     DATASET_ADD = "dataset.add"
     DATASET_LIST = "dataset.list"
+    #: Record the project's legal basis (D1): the operator's act, from the documents.
+    APPROVAL_ADD = "approval.add"
+    APPROVAL_LIST = "approval.list"
+    #: Place and release a legal hold (L5): the operator and the auditors; never the leader,
+    #: who may be the one under investigation.
+    HOLD_PLACE = "hold.place"
+    HOLD_RELEASE = "hold.release"
+    HOLD_LIST = "hold.list"
+    #: Register a copy kept outside the enclave and confirm its disposal (L2).
+    COPY_ADD = "copy.add"
+    COPY_CONFIRM = "copy.confirm"
+    COPY_LIST = "copy.list"
+    #: See what the project's end will bring, and when (L1-L9).
+    LIFECYCLE_PLAN = "lifecycle.plan"
+    #: End a project early, or move its end later with a REK approval on record (L1).
+    PROJECT_END = "project.end"
 
 
 _ANYONE = frozenset(Relation)
@@ -87,6 +103,16 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.STORAGE_SCAN: frozenset({Relation.ROOT, Relation.LEADER}),
     Action.DATASET_ADD: frozenset({Relation.ROOT, Relation.LEADER}),
     Action.DATASET_LIST: _INSIDE,
+    Action.APPROVAL_ADD: frozenset({Relation.ROOT}),
+    Action.APPROVAL_LIST: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
+    Action.HOLD_PLACE: frozenset({Relation.ROOT, Relation.AUDITOR}),
+    Action.HOLD_RELEASE: frozenset({Relation.ROOT, Relation.AUDITOR}),
+    Action.HOLD_LIST: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
+    Action.COPY_ADD: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.COPY_CONFIRM: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.COPY_LIST: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
+    Action.LIFECYCLE_PLAN: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
+    Action.PROJECT_END: frozenset({Relation.ROOT, Relation.LEADER}),
 }
 
 #: Which action adding or removing each grantable role is.

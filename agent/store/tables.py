@@ -191,5 +191,62 @@ class Dataset(SQLModel, table=True):
     added_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class Approval(SQLModel, table=True):
+    """A project's legal basis on record (D1): a REK approval, a DPIA, a dispensation from the
+    duty of confidentiality, the Tax Administration's permission for the population register,
+    a data processor or transfer agreement. For REK, ``retention_until`` is how long the data
+    may be kept after the project's end (L3); a clinical trial keeps its source data at least
+    25 years after ``final_report`` (L4)."""
+
+    __tablename__ = "approval"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    #: rek | dpia | dispensation | folkeregister | processor_agreement | transfer_agreement
+    kind: str = Field(max_length=32)
+    reference: str = Field(max_length=200)
+    valid_until: date | None = None
+    retention_until: date | None = None
+    clinical_trial: bool = False
+    final_report: date | None = None
+    recorded_by: str = Field(max_length=64)
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LegalHold(SQLModel, table=True):
+    """A legal hold (L5): while one is open, nothing of the project is disposed of."""
+
+    __tablename__ = "legal_hold"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    #: supervisory_case | integrity_investigation | other
+    reason: str = Field(max_length=32)
+    reference: str = Field(max_length=200)
+    note: str = Field(max_length=1000)
+    placed_by: str = Field(max_length=64)
+    placed_at: datetime = Field(sa_type=UTCDateTime)
+    released_by: str | None = Field(default=None, max_length=64)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    release_note: str | None = Field(default=None, max_length=1000)
+
+
+class RegisteredCopy(SQLModel, table=True):
+    """A copy of the project's data kept outside the enclave (L2): the project is not closed
+    until each is confirmed disposed of."""
+
+    __tablename__ = "registered_copy"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    location: str = Field(max_length=4096)
+    note: str = Field(max_length=1000)
+    registered_by: str = Field(max_length=64)
+    registered_at: datetime = Field(sa_type=UTCDateTime)
+    disposed_confirmed_by: str | None = Field(default=None, max_length=64)
+    disposed_confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    disposal_note: str | None = Field(default=None, max_length=1000)
+
+
 ALL_TABLES = (Project, Member, AuditEvent, AuditHead, AuditCheckpoint, ProjectKeyset,
-              Violation, Dataset)
+              Violation, Dataset, Approval, LegalHold, RegisteredCopy)

@@ -45,6 +45,16 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.STORAGE_SCAN:   (True, True,  False, False, False, False),
     Action.DATASET_ADD:    (True, True,  False, False, False, False),
     Action.DATASET_LIST:   (True, True,  True,  True,  True,  False),
+    Action.APPROVAL_ADD:   (True, False, False, False, False, False),
+    Action.APPROVAL_LIST:  (True, True,  False, False, True,  False),
+    Action.HOLD_PLACE:     (True, False, False, False, True,  False),
+    Action.HOLD_RELEASE:   (True, False, False, False, True,  False),
+    Action.HOLD_LIST:      (True, True,  False, False, True,  False),
+    Action.COPY_ADD:       (True, True,  False, False, False, False),
+    Action.COPY_CONFIRM:   (True, True,  False, False, False, False),
+    Action.COPY_LIST:      (True, True,  False, False, True,  False),
+    Action.LIFECYCLE_PLAN: (True, True,  False, False, True,  False),
+    Action.PROJECT_END:    (True, True,  False, False, False, False),
 }
 
 
@@ -133,7 +143,14 @@ def test_relation_and_action_names_are_stable() -> None:
         "project.create", "project.show", "status", "member.grant", "member.revoke",
         "auditor.appoint", "auditor.remove", "member.list", "access.review", "access.check",
         "audit.read", "data.encrypt", "data.decrypt", "key.shred", "key.admin",
-        "violation.read", "violation.resolve", "storage.scan", "dataset.add", "dataset.list"]
+        "violation.read", "violation.resolve", "storage.scan", "dataset.add", "dataset.list",
+        "approval.add", "approval.list", "hold.place", "hold.release", "hold.list", "copy.add",
+        "copy.confirm", "copy.list", "lifecycle.plan", "project.end"]
+
+
+def test_l5_the_leader_can_neither_place_nor_release_a_hold() -> None:
+    for action in (Action.HOLD_PLACE, Action.HOLD_RELEASE):
+        assert {r for r in Relation if may(action, r)} == {Relation.ROOT, Relation.AUDITOR}
 
 
 def test_a1_only_root_and_the_leader_grant_and_revoke_data_and_key_access() -> None:
