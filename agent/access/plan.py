@@ -52,6 +52,11 @@ class ProjectZones:
     key: str
     export: str
     quarantine: str
+    #: The project has ended (any state after active): members, key custodians and the
+    #: leader's write access are gone; the leader may still read the data zone (L8).
+    ended: bool = False
+    #: The policy's ``access.ended_leader_read``.
+    leader_reads_after_end: bool = True
 
     def paths(self) -> dict[ZoneKind, str]:
         return {
@@ -64,12 +69,17 @@ class ProjectZones:
 
 @dataclass(frozen=True, slots=True)
 class ZoneAccess:
-    """One zone and the uids (besides root) that may open its files."""
+    """One zone and the uids (besides root) that may open its files: ``uids`` read and write,
+    ``readers`` only read (the leader of an ended project, L8)."""
 
     project: str
     kind: ZoneKind
     path: str
     uids: frozenset[int]
+    readers: frozenset[int] = frozenset()
+
+    def admits(self, uid: int) -> bool:
+        return uid in self.uids or uid in self.readers
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +92,11 @@ class AccessPlan:
 
 
 def plan_access(project: ProjectZones, grants: Iterable[Grant]) -> AccessPlan:
-    """Each zone admits the uids whose relation the zone table lists; nobody else."""
+    """Each zone admits the uids whose relation the zone table lists; nobody else. After the
+    end, nobody writes anywhere and only the leader reads, in the data zone alone (L8);
+    auditors keep the logs, which were never in the zones."""
+    if project.ended:
+        return _after_end(project)
     relations: dict[int, set[Relation]] = {}
     if project.leader_uid is not None:
         relations.setdefault(project.leader_uid, set()).add(Relation.LEADER)
@@ -97,6 +111,24 @@ def plan_access(project: ProjectZones, grants: Iterable[Grant]) -> AccessPlan:
             path=path,
             uids=frozenset(
                 uid for uid, held in relations.items() if uid != 0 and held & ZONE_RELATIONS[kind]
+            ),
+        )
+        for kind, path in project.paths().items()
+    )
+    return AccessPlan(project.project, zones)
+
+
+def _after_end(project: ProjectZones) -> AccessPlan:
+    reader = project.leader_uid if project.leader_reads_after_end else None
+    zones = tuple(
+        ZoneAccess(
+            project=project.project,
+            kind=kind,
+            path=path,
+            uids=frozenset(),
+            readers=frozenset(
+                {reader} if kind is ZoneKind.DATA and reader is not None and reader != 0
+                else ()
             ),
         )
         for kind, path in project.paths().items()
@@ -124,10 +156,16 @@ class AclSpec:
 
 
 def desired_acl(zone: ZoneAccess, *, is_dir: bool, executable: bool) -> AclSpec:
-    """rwX for each admitted uid: execute on directories and on files already executable."""
-    bits = READ | WRITE | (EXECUTE if is_dir or executable else 0)
-    users = tuple((uid, bits) for uid in sorted(zone.uids))
-    return AclSpec(users=users, group=0, mask=bits if users else 0, other=0)
+    """rwX for each admitted uid, r-X for each reader: execute on directories and on files
+    already executable."""
+    execute = EXECUTE if is_dir or executable else 0
+    bits = READ | WRITE | execute
+    granted = {uid: READ | execute for uid in zone.readers} | {uid: bits for uid in zone.uids}
+    users = tuple(sorted(granted.items()))
+    mask = 0
+    for _, held in users:
+        mask |= held
+    return AclSpec(users=users, group=0, mask=mask, other=0)
 
 
 def desired_default_acl(zone: ZoneAccess) -> AclSpec:
@@ -175,4 +213,4 @@ def decide_open(view: GateView, path: str, uid: int) -> GateDecision:
     zone = view.zone_of(path)
     if zone is None or uid == 0:
         return GateDecision(True, zone)
-    return GateDecision(uid in zone.uids, zone)
+    return GateDecision(zone.admits(uid), zone)

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from agent.access.enforce import Drift
 from agent.access.permissions import Action, may
 from agent.access.service import authorize, enforce_plan
-from agent.access.sync import project_plan
+from agent.access.sync import leader_reads_after_end, project_plan
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import AccessReviewArgs, ProjectRef
 from agent.audit.redact import redact_identity_numbers
@@ -80,7 +80,8 @@ def access_check(ctx: RequestContext, args: ProjectRef) -> dict[str, Any]:
     """Compare every file of the project's zones with the access list and repair the drift."""
     with ctx.services.store.read() as session:
         project = authorize(session, ctx, args.project, Action.ACCESS_CHECK)
-        plan = project_plan(session, project)
+        plan = project_plan(session, project,
+                            leader_reads_after_end=leader_reads_after_end(ctx.services))
     report = enforce_plan(plan)
     drift = [drift_view(d) for d in report.drift[:MAX_DRIFT_REPORTED]]
     with ctx.services.store.write() as session:

@@ -24,7 +24,7 @@ from agent.access.expiry import SWEEP_SECONDS, expire_memberships
 from agent.access.gate import AccessGate, DeniedOpen
 from agent.access.processes import program_name
 from agent.access.service import enforce_plan
-from agent.access.sync import all_plans, publish_gate_view
+from agent.access.sync import all_plans, leader_reads_after_end, publish_gate_view
 from agent.access.users import name_of_uid
 from agent.api.dispatch import Caller, RequestContext
 from agent.audit.access_recorder import AccessRecorder
@@ -133,7 +133,8 @@ class AccessRuntime:
         """Converge every zone to the stored list (after a crash, a restart, a missed event)."""
         try:
             with self.services.store.read() as session:
-                plans = all_plans(session)
+                plans = all_plans(
+                    session, leader_reads_after_end=leader_reads_after_end(self.services))
             for plan in plans:
                 report = enforce_plan(plan)
                 if report.changed:

@@ -23,7 +23,13 @@ from agent.access.enforce import ApplyReport, apply_acl_plan, apply_zone_root
 from agent.access.permissions import GRANT_ACTION, REVOKE_ACTION, Action, may
 from agent.access.plan import AccessPlan
 from agent.access.processes import ProcessHold, find_holders, terminate
-from agent.access.sync import active_grants, active_members, project_plan, publish_gate_view
+from agent.access.sync import (
+    active_grants,
+    active_members,
+    leader_reads_after_end,
+    project_plan,
+    publish_gate_view,
+)
 from agent.access.users import lookup_user
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import MemberAddArgs, MemberRemoveArgs, ProjectRef
@@ -119,7 +125,8 @@ def add_member(ctx: RequestContext, args: MemberAddArgs) -> dict[str, Any]:
         )
         session.flush()
         view = member_view(member)
-        plan = project_plan(session, project)
+        plan = project_plan(session, project,
+                            leader_reads_after_end=leader_reads_after_end(services))
     publish_gate_view(services)
     report = enforce_plan(plan)
     return {"project": project.id, **view, "acl": acl_summary(report)}
@@ -197,7 +204,8 @@ def revoke(
         )
         session.flush()
         revoked_at = row.revoked_at.isoformat()
-        plan = project_plan(session, project)
+        plan = project_plan(session, project,
+                            leader_reads_after_end=leader_reads_after_end(services))
         still_held = [m for m in active_members(session, project.id) if m.uid == member.uid]
     publish_gate_view(services)
     for zone in plan.zones:

@@ -16,7 +16,7 @@ from agent.services import Services
 from agent.store.tables import Member, Project
 
 
-def project_zones(project: Project) -> ProjectZones:
+def project_zones(project: Project, *, leader_reads_after_end: bool = True) -> ProjectZones:
     return ProjectZones(
         project=project.id,
         leader_uid=project.leader_uid,
@@ -24,6 +24,8 @@ def project_zones(project: Project) -> ProjectZones:
         key=project.key_root,
         export=project.export_root,
         quarantine=project.quarantine_root,
+        ended=project.state != "active",
+        leader_reads_after_end=leader_reads_after_end,
     )
 
 
@@ -46,17 +48,25 @@ def active_grants(session: Session, project_id: str) -> list[Grant]:
     return [as_grant(m) for m in active_members(session, project_id) if m.role != "leader"]
 
 
-def project_plan(session: Session, project: Project) -> AccessPlan:
-    return plan_access(project_zones(project), active_grants(session, project.id))
+def project_plan(session: Session, project: Project, *,
+                 leader_reads_after_end: bool = True) -> AccessPlan:
+    zones = project_zones(project, leader_reads_after_end=leader_reads_after_end)
+    return plan_access(zones, active_grants(session, project.id))
 
 
-def all_plans(session: Session) -> list[AccessPlan]:
+def all_plans(session: Session, *, leader_reads_after_end: bool = True) -> list[AccessPlan]:
     projects = session.exec(select(Project).order_by(col(Project.id))).all()
-    return [project_plan(session, project) for project in projects]
+    return [project_plan(session, project, leader_reads_after_end=leader_reads_after_end)
+            for project in projects]
+
+
+def leader_reads_after_end(services: Services) -> bool:
+    """The policy's word on the ended project's leader (L8), for every plan alike."""
+    return services.policies.current().access.ended_leader_read
 
 
 def publish_gate_view(services: Services) -> None:
     """Rebuild the gate's view from the store; returns once the gate obeys it."""
     with services.store.read() as session:
-        plans = all_plans(session)
+        plans = all_plans(session, leader_reads_after_end=leader_reads_after_end(services))
     services.gate_view.publish(build_gate_view(plans))

@@ -60,7 +60,9 @@ def may_touch(action: Action, relation: Relation, uid: int, zone: ZoneAccess) ->
     the second test only where the action lets root in at all (encryption)."""
     if not may(action, relation):
         return False
-    return relation is Relation.ROOT or uid in zone.uids
+    # The leader of an ended project still reads (L8): decrypting is reading.
+    readers = zone.readers if action is Action.DATA_DECRYPT else frozenset()
+    return relation is Relation.ROOT or uid in zone.uids or uid in readers
 
 
 def may_decrypt_elsewhere(relation: Relation) -> bool:

@@ -147,3 +147,32 @@ def shred_key(state: CliState, project_id: str, yes: bool, as_json: bool) -> Non
     if not result.get("purged", True):
         warn("the database could not yet clear the old row versions from its files; "
              "see docs/keys.md")
+
+
+@project.command("end")
+@click.argument("project_id", metavar="PROJECT")
+@click.option("--on", "on", metavar="YYYY-MM-DD",
+              help="The first day without access (default: today, at once).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_state
+def end(state: CliState, project_id: str, on: str | None, as_json: bool) -> None:
+    """End PROJECT early, or move its end later (root or the leader; L1).
+
+    Ending takes access away at once: members and key custodians lose it, the leader keeps
+    reading the data zone, auditors keep the logs (L8); disposal follows after the grace
+    period, or after the retention REK approved. A later end needs a REK approval on record
+    that covers it ('vokter approval add').
+
+    \b
+    Examples:
+      vokter project end p1234
+      vokter project end p1234 --on 2027-03-01
+    """
+    result = state.call("project.end", project=project_id, on=on)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{result['project']} is {result['state']}; its last day is "
+               f"{result['end_date']}.")
+    if result["state"] != "active":
+        click.echo(f"see what follows: vokter lifecycle plan {result['project']}")

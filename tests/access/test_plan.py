@@ -462,3 +462,20 @@ def test_gate_agrees_with_the_plan(grants: list[Grant], uid: int, kind: ZoneKind
     assert decision.zone == plan.zone(kind)
     acl_users = {u for u, _ in desired_acl(plan.zone(kind), is_dir=False, executable=False).users}
     assert decision.allow is (uid == 0 or uid in acl_users)
+
+
+def test_l8_after_the_end_only_the_leader_reads_and_only_the_data_zone() -> None:
+    from agent.access.plan import READ, WRITE, desired_acl
+
+    zones = ProjectZones("p1", 1000, "/z/data", "/z/key", "/z/export", "/z/q", ended=True)
+    plan = plan_access(zones, [Grant("bob", 1001, "member"), Grant("kari", 1002,
+                                                                    "key_custodian")])
+    data = plan.zone(ZoneKind.DATA)
+    assert data.uids == frozenset() and data.readers == frozenset({1000})
+    assert all(not zone.admits(1001) and not zone.admits(1002) for zone in plan.zones)
+    assert not plan.zone(ZoneKind.KEY).admits(1000)
+    acl = desired_acl(data, is_dir=False, executable=False)
+    assert acl.users == ((1000, READ),) and not acl.mask & WRITE
+    unread = plan_access(ProjectZones("p1", 1000, "/z/data", "/z/key", "/z/export", "/z/q",
+                                      ended=True, leader_reads_after_end=False), [])
+    assert not any(zone.admits(1000) for zone in unread.zones)

@@ -1,0 +1,118 @@
+"""``lifecycle.plan`` and ``project.end``: what the project's end brings, and ending it (L1).
+
+The plan is the decision (:func:`agent.lifecycle.decision.decide`) in words, for the leader,
+the auditors and root. Ending early is the leader's or root's act; moving the end later needs
+a REK approval on record that covers the new date (L1), and is possible only until disposal
+has begun: reuse after that needs a new project (L10).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from agent.access.permissions import Action
+from agent.api.dispatch import RequestContext
+from agent.api.schemas import ProjectEndArgs, ProjectRef
+from agent.errors import InvalidRequest, RuleViolation
+from agent.lifecycle.decision import Plan, decide
+from agent.lifecycle.facts_io import project_facts
+from agent.lifecycle.model import ApprovalKind, ProjectFacts, State
+from agent.lifecycle.states import Event
+from agent.lifecycle.transitions import apply_event
+from agent.projects.service import project_for
+from agent.store.tables import Project
+
+
+def plan_view(plan: Plan) -> dict[str, Any]:
+    return {
+        "project": plan.project,
+        "state": plan.state.value,
+        "today": plan.today.isoformat(),
+        "due": None if plan.due is None else plan.due.value,
+        "method": plan.method,
+        "ends_on": plan.ends_on.isoformat(),
+        "disposal_on": None if plan.disposal_on is None else plan.disposal_on.isoformat(),
+        "retained_until": None if plan.retained_until is None
+        else plan.retained_until.isoformat(),
+        "held_by": list(plan.held_by),
+        "copies_open": list(plan.copies_open),
+        "steps": [
+            {"on": None if step.on is None else step.on.isoformat(),
+             "event": None if step.event is None else step.event.value,
+             "rule": step.rule, "what": step.words}
+            for step in plan.steps
+        ],
+        "lines": plan.lines(),
+    }
+
+
+def lifecycle_plan(ctx: RequestContext, args: ProjectRef) -> dict[str, Any]:
+    with ctx.services.store.read() as session:
+        project, _ = project_for(session, ctx, args.project, Action.LIFECYCLE_PLAN)
+        facts = project_facts(session, project)
+    return plan_view(decide(facts, ctx.services.policies.current(), ctx.today()))
+
+
+def _covered_by_rek(facts: ProjectFacts, end_date: date) -> bool:
+    return any(approval.kind is ApprovalKind.REK and approval.valid_until is not None
+               and approval.valid_until >= end_date for approval in facts.approvals)
+
+
+def end_project(ctx: RequestContext, args: ProjectEndArgs) -> dict[str, Any]:
+    """End ``project`` on ``on`` (today by default), or move its end later with REK's word."""
+    today = ctx.today()
+    on = args.on or today
+    if on < today:
+        raise InvalidRequest(f"{on.isoformat()} is in the past: a project cannot end before "
+                             "today", rule="L1", hint="leave out --on to end it today")
+    with ctx.services.store.read() as session:
+        project, _ = project_for(session, ctx, args.project, Action.PROJECT_END)
+        facts = project_facts(session, project)
+    new_end = on - timedelta(days=1)
+    state = facts.state
+    if new_end > facts.end_date:
+        return _extend(ctx, project, facts, new_end)
+    if state is not State.ACTIVE:
+        raise RuleViolation(f"{project.id} has already ended ({state.value})", rule="L1",
+                            hint=f"see 'vokter lifecycle plan {project.id}'")
+    if on > today:
+        _move_end(ctx, project.id, new_end, facts.end_date, rule="L1")
+        return {"project": project.id, "state": state.value, "end_date": new_end.isoformat(),
+                "ends_on": on.isoformat()}
+    applied = apply_event(ctx.services, project.id, Event.END, audit=ctx.audit,
+                          end_date=new_end, details={"early": True,
+                                                     "planned_end": facts.end_date.isoformat()})
+    return {"project": project.id, "state": applied.after.value,
+            "end_date": new_end.isoformat(), "ends_on": on.isoformat(),
+            "acl_changed": applied.acl_changed}
+
+
+def _extend(ctx: RequestContext, project: Project, facts: ProjectFacts,
+            new_end: date) -> dict[str, Any]:
+    """A later end: REK must have approved the project until then (L1)."""
+    if not _covered_by_rek(facts, new_end):
+        raise RuleViolation(
+            f"no REK approval on record covers {project.id} until {new_end.isoformat()}",
+            rule="L1",
+            hint=f"record it first: vokter approval add {project.id} --kind rek --ref REF "
+                 f"--valid-until {new_end.isoformat()}")
+    if facts.state is State.ACTIVE:
+        _move_end(ctx, project.id, new_end, facts.end_date, rule="L1")
+        return {"project": project.id, "state": facts.state.value,
+                "end_date": new_end.isoformat()}
+    applied = apply_event(ctx.services, project.id, Event.EXTEND, audit=ctx.audit,
+                          end_date=new_end, details={"planned_end": facts.end_date.isoformat()})
+    return {"project": project.id, "state": applied.after.value,
+            "end_date": new_end.isoformat(), "acl_changed": applied.acl_changed}
+
+
+def _move_end(ctx: RequestContext, project_id: str, new_end: date, old_end: date, *,
+              rule: str) -> None:
+    with ctx.services.store.write() as session:
+        row = session.get(Project, project_id)
+        assert row is not None
+        row.end_date = new_end
+        session.add(row)
+        ctx.audit(session, "project.end_moved", project=project_id, target=project_id, rule=rule,
+                  details={"from": old_end.isoformat(), "to": new_end.isoformat()})

@@ -1,0 +1,91 @@
+"""Ending a project as people meet it (L1, L8): a real vokterd, the real vokter, real users
+opening real files before and after the end."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+from tests.e2e.test_access import as_user, member_add, wait_for
+from tests.support.daemon import RunningDaemon, ok, one_line_failure
+from tests.support.users import TestUser, UserFactory
+
+PROJECT = "p4711"
+
+
+def start_project(daemon: RunningDaemon, leader: TestUser, end: date) -> tuple[Path, Path]:
+    ok(daemon.vokter("project", "create", PROJECT, "--title", "Shift work", "--leader",
+                     leader.name, "--end-date", end.isoformat()))
+    return daemon.zones_dir / PROJECT / "data", daemon.zones_dir / PROJECT / "key"
+
+
+def test_l8_after_the_end_members_lose_access_and_the_leader_only_reads(
+    daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    leader, member, custodian = (unix_users.create("vkl"), unix_users.create(),
+                                 unix_users.create())
+    today = date.today()  # wall-clock: the daemon's today
+    data, key = start_project(daemon, leader, today + timedelta(days=400))
+    member_add(daemon, leader, member)
+    member_add(daemon, leader, custodian, role="key_custodian")
+    assert as_user(member, f"echo 1 > '{data}/cohort.csv'").returncode == 0
+    assert as_user(custodian, f"echo k > '{key}/linkage.csv'").returncode == 0
+
+    refused = one_line_failure(daemon.vokter("project", "end", PROJECT, user=member.name))
+    assert "project.end" in refused
+    ended = json.loads(ok(daemon.vokter("project", "end", PROJECT, "--json", user=leader.name)))
+    assert ended["state"] == "ended"
+    assert ended["end_date"] == (today - timedelta(days=1)).isoformat()
+
+    assert wait_for(lambda: as_user(member, f"cat '{data}/cohort.csv'").returncode != 0)
+    assert as_user(custodian, f"cat '{key}/linkage.csv'").returncode != 0
+    assert as_user(leader, f"cat '{data}/cohort.csv'").stdout == "1\n"
+    assert as_user(leader, f"echo 2 >> '{data}/cohort.csv'").returncode != 0
+    assert as_user(leader, f"echo 2 > '{data}/new.csv'").returncode != 0
+    assert as_user(leader, f"cat '{key}/linkage.csv'").returncode != 0
+
+    events = [e for e in daemon.audit_events() if e["action"] == "lifecycle.end"]
+    assert len(events) == 1 and events[0]["rule"] == "L1"
+    assert json.loads(events[0]["details"])["to"] == "ended"
+
+    again = one_line_failure(daemon.vokter("project", "end", PROJECT, user=leader.name))
+    assert "already ended" in again and "(L1)" in again
+
+
+def test_l1_the_plan_says_what_happens_when_and_why(
+    daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    leader, member = unix_users.create("vkl"), unix_users.create()
+    end = date.today() + timedelta(days=100)  # wall-clock: the daemon's today
+    start_project(daemon, leader, end)
+    member_add(daemon, leader, member)
+    text = ok(daemon.vokter("lifecycle", "plan", PROJECT, user=leader.name))
+    assert f"{PROJECT} is active" in text
+    assert f"{(end + timedelta(days=1)).isoformat()}  the project ends" in text
+    assert f"{(end + timedelta(days=15)).isoformat()}  disposal (anonymise)" in text
+    plan = json.loads(ok(daemon.vokter("lifecycle", "plan", PROJECT, "--json")))
+    assert plan["due"] is None and plan["steps"][0]["rule"] == "L1"
+    denied = one_line_failure(daemon.vokter("lifecycle", "plan", PROJECT, user=member.name))
+    assert "lifecycle.plan" in denied
+
+
+def test_l1_an_end_in_the_past_or_later_without_rek_is_refused_and_nothing_changes(
+    daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    leader = unix_users.create("vkl")
+    end = date.today() + timedelta(days=100)  # wall-clock: the daemon's today
+    start_project(daemon, leader, end)
+    past = one_line_failure(daemon.vokter("project", "end", PROJECT, "--on", "2020-01-01"))
+    assert "in the past" in past
+    later = (end + timedelta(days=365)).isoformat()
+    refused = one_line_failure(daemon.vokter("project", "end", PROJECT, "--on", later))
+    assert "no REK approval" in refused and "(L1)" in refused
+    impossible = daemon.vokter("project", "end", PROJECT, "--on", "2027-02-30")
+    assert impossible.returncode != 0 and "Traceback" not in impossible.stderr
+    shown = json.loads(ok(daemon.vokter("project", "show", PROJECT, "--json")))
+    assert shown["end_date"] == end.isoformat() and shown["state"] == "active"
+    earlier = (date.today() + timedelta(days=10)).isoformat()  # wall-clock
+    moved = json.loads(ok(daemon.vokter("project", "end", PROJECT, "--on", earlier, "--json")))
+    assert moved["state"] == "active"
+    assert moved["end_date"] == (date.today() + timedelta(days=9)).isoformat()  # wall-clock
