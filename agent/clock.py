@@ -7,9 +7,13 @@ sleeping or patching ``datetime``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 
@@ -31,6 +35,61 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+class FileClock:
+    """For drills and tests of a project's end: the date is what an operator wrote in a file.
+
+    The daemon's whole notion of now (the decisions, the audit trail's times) is the ISO 8601
+    instant in the file, with its offset (``2031-01-02T03:00:00+00:00``); the real clock when
+    the file is absent or empty. The file is read again whenever it changes, so a test walks a
+    running daemon through years by rewriting it. The daemon refuses at start a clock file
+    that root does not own or that others may write (:func:`check_clock_file`): whoever sets
+    the clock decides when data is disposed of. Never configured in production.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._instant: datetime | None = None
+
+    def now(self) -> datetime:
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return datetime.now(UTC)
+        stamp = (status.st_mtime_ns, status.st_size)
+        if stamp != self._seen:
+            self._seen = stamp
+            text = self.path.read_text(encoding="utf-8").strip()
+            # A half-written or mistyped file: the last good instant stands.
+            with contextlib.suppress(ValueError):
+                self._instant = _instant(text) if text else None
+        return self._instant if self._instant is not None else datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def _instant(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"the clock file says {text!r}, without an offset")
+    return when.astimezone(UTC)
+
+
+def check_clock_file(path: Path) -> None:
+    """Refuse a clock file others could set: it must be root's and writable by root alone."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(status.st_mode) or status.st_uid != 0 or status.st_mode & 0o022:
+        raise ValueError(f"{path}: a clock file must be a regular file of root's that no one "
+                         "else may write")
+    text = path.read_text(encoding="utf-8").strip()
+    if text:
+        _instant(text)
 
 
 @dataclass

@@ -20,7 +20,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/vokter/vokter.toml")
 DEFAULT_SOCKET_PATH = Path("/run/vokter/vokterd.sock")
 MAX_CONFIG_BYTES = 256 * 1024
 
-_PATH_KEYS = ("state_dir", "socket_path", "key_store", "policies_dir", "zones_dir")
+_PATH_KEYS = ("state_dir", "socket_path", "key_store", "policies_dir", "zones_dir", "clock_file")
 _KNOWN_KEYS = {
     *_PATH_KEYS,
     "database_url",
@@ -50,6 +50,8 @@ class Config:
     max_clients: int = 64
     request_timeout: float = 5.0
     access_log_source: str = "auto"
+    #: Drills and tests only: the daemon's date is read from this file (agent.clock.FileClock).
+    clock_file: Path | None = None
 
     @property
     def effective_database_url(self) -> str:

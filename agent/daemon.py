@@ -29,11 +29,12 @@ from agent.audit.keys import load_or_create_audit_keys
 from agent.audit.sealer import Sealer
 from agent.audit.sealing import check_at_start
 from agent.audit.siem import keep_level, mask_identity_numbers
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, FileClock, SystemClock, check_clock_file
 from agent.config import Config, config_path_from_env, load_config
 from agent.crypto.file_ops import recover_at_start
 from agent.crypto.keystore import open_key_store
-from agent.errors import PolicyInvalid, VokterError
+from agent.errors import ConfigError, PolicyInvalid, VokterError
+from agent.lifecycle.scheduler import LifecycleScheduler
 from agent.operations import OPERATIONS
 from agent.policy import Policy, default_policy_path, load_named_policy, load_policy_file
 from agent.sd_notify import notify, watchdog_interval
@@ -107,6 +108,8 @@ class StateLock:
 class Daemon:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
+        if clock is None and config.clock_file is not None:
+            clock = FileClock(config.clock_file)
         self.clock = clock or SystemClock()
         self._wake = threading.Event()
         self._stopping = False
@@ -134,6 +137,11 @@ class Daemon:
     def run(self) -> int:
         lock = StateLock(self.config.state_dir)
         try:
+            if self.config.clock_file is not None:
+                try:
+                    check_clock_file(self.config.clock_file)
+                except ValueError as error:
+                    raise ConfigError(str(error)) from None
             policy = load_policy(self.config)
             store = Store(self.config.effective_database_url)
             store.ping()
@@ -181,12 +189,15 @@ class Daemon:
             mounts = MountMonitor(services, self.self_caller)
             mounts.start()
             services.watchers.append("portable media: mountinfo + sysfs")
+            services.lifecycle = lifecycle = LifecycleScheduler(services, self.self_caller)
+            lifecycle.start()
             server.start()
             try:
                 self._main_loop(services)
             finally:
                 notify("STOPPING=1")
                 server.stop()
+                lifecycle.stop()
                 mounts.stop()
                 storage.stop()
                 access.stop()

@@ -19,6 +19,7 @@ from agent.policy import Policy
 from agent.store import Store
 
 if TYPE_CHECKING:
+    from agent.lifecycle.scheduler import LifecycleScheduler
     from agent.storage.watcher import StorageWatcher
 
 
@@ -58,3 +59,5 @@ class Services:
     gate_view: GateViewHolder = field(default_factory=GateViewHolder)
     #: The storage rules' watcher (S4, S5, S7, D2, D5), once started; None in a bare test.
     storage: StorageWatcher | None = None
+    #: The project-end scheduler (L1-L5), once started; None in a bare test.
+    lifecycle: LifecycleScheduler | None = None

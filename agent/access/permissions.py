@@ -73,6 +73,8 @@ class Action(StrEnum):
     LIFECYCLE_PLAN = "lifecycle.plan"
     #: End a project early, or move its end later with a REK approval on record (L1).
     PROJECT_END = "project.end"
+    #: Carry out now whatever the project-end schedule has due: the operator's act.
+    LIFECYCLE_RUN = "lifecycle.run"
 
 
 _ANYONE = frozenset(Relation)
@@ -113,6 +115,7 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.COPY_LIST: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
     Action.LIFECYCLE_PLAN: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
     Action.PROJECT_END: frozenset({Relation.ROOT, Relation.LEADER}),
+    Action.LIFECYCLE_RUN: frozenset({Relation.ROOT}),
 }
 
 #: Which action adding or removing each grantable role is.

@@ -73,6 +73,16 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A notice to the leader (L1, L3): ``key`` names it once, whenever it is sent."""
+
+    key: str
+    on: date
+    rule: str
+    words: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     project: str
     state: State
@@ -88,6 +98,8 @@ class Plan:
     ends_on: date
     disposal_on: date | None
     retained_until: date | None
+    #: Notices whose day has come and whose event is still ahead (to be sent once).
+    notices_due: tuple[Notice, ...] = ()
 
     def lines(self) -> list[str]:
         head = f"{self.project} is {self.state.value} on {self.today.isoformat()}"
@@ -121,10 +133,29 @@ def decide(facts: ProjectFacts, policy: Policy, today: date) -> Plan:
                     end_date=facts.end_date)
     due = _due(facts.state, today, ends_on=ends_on, grace_over=grace_over, retained=retained,
                disposal_on=disposal_on, held=bool(held), copies_open=copies_open)
+    notices = _notices(facts, today, notice_days=cycle.notice_days,
+                       kept_to=kept_to if retained else None)
     return Plan(project=facts.id, state=facts.state, today=today, due=due, steps=steps,
                 held_by=held, copies_open=copies_open, method=method, ends_on=ends_on,
                 disposal_on=None if disposed(facts.state) else disposal_on,
-                retained_until=kept_to if retained else None)
+                retained_until=kept_to if retained else None, notices_due=notices)
+
+
+def _notices(facts: ProjectFacts, today: date, *, notice_days: int,
+             kept_to: date | None) -> tuple[Notice, ...]:
+    """The leader hears of the end, and of the retention's end, ``notice_days`` before."""
+    due: list[Notice] = []
+    before = timedelta(days=notice_days)
+    if facts.state is State.ACTIVE and facts.end_date - before <= today <= facts.end_date:
+        due.append(Notice(f"end:{facts.end_date.isoformat()}", facts.end_date - before, "L1",
+                          f"{facts.id} ends after {facts.end_date.isoformat()}: members lose "
+                          "access, and the data is disposed of unless REK approved keeping it"))
+    if (kept_to is not None and facts.state in (State.ACTIVE, State.ENDED, State.RETAINED)
+            and kept_to - before <= today <= kept_to):
+        due.append(Notice(f"retention:{kept_to.isoformat()}", kept_to - before, "L3",
+                          f"the approved retention of {facts.id} ends after "
+                          f"{kept_to.isoformat()}; then the data is disposed of"))
+    return tuple(due)
 
 
 def _due(state: State, today: date, *, ends_on: date, grace_over: date, retained: bool,

@@ -11,15 +11,16 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from agent.access.permissions import Action
+from agent.access.permissions import Action, may, relation_of
 from agent.api.dispatch import RequestContext
-from agent.api.schemas import ProjectEndArgs, ProjectRef
-from agent.errors import InvalidRequest, RuleViolation
+from agent.api.schemas import LifecycleRunArgs, ProjectEndArgs, ProjectRef
+from agent.errors import Failed, InvalidRequest, PermissionDenied, RuleViolation
 from agent.lifecycle.decision import Plan, decide
 from agent.lifecycle.facts_io import project_facts
 from agent.lifecycle.model import ApprovalKind, ProjectFacts, State
 from agent.lifecycle.states import Event
-from agent.lifecycle.transitions import apply_event
+from agent.lifecycle.sweep import sweep
+from agent.lifecycle.transitions import Applied, apply_event
 from agent.projects.service import project_for
 from agent.store.tables import Project
 
@@ -54,6 +55,22 @@ def lifecycle_plan(ctx: RequestContext, args: ProjectRef) -> dict[str, Any]:
     return plan_view(decide(facts, ctx.services.policies.current(), ctx.today()))
 
 
+def lifecycle_run(ctx: RequestContext, args: LifecycleRunArgs) -> list[dict[str, Any]]:
+    """What the scheduler would do now, done now (root): every project, or one."""
+    if args.project is not None:
+        with ctx.services.store.read() as session:
+            project_for(session, ctx, args.project, Action.LIFECYCLE_RUN)
+    elif not may(Action.LIFECYCLE_RUN, relation_of(ctx.caller.uid, None)):
+        raise PermissionDenied("only root carries out the project-end schedule by hand",
+                               hint="the daemon does it by itself every day")
+    scheduler = ctx.services.lifecycle
+    if scheduler is not None:
+        results = scheduler.run(args.project, actor=ctx.caller)
+    else:
+        results = sweep(ctx.services, ctx.caller, only=args.project)
+    return [result.view() for result in results]
+
+
 def _covered_by_rek(facts: ProjectFacts, end_date: date) -> bool:
     return any(approval.kind is ApprovalKind.REK and approval.valid_until is not None
                and approval.valid_until >= end_date for approval in facts.approvals)
@@ -80,9 +97,8 @@ def end_project(ctx: RequestContext, args: ProjectEndArgs) -> dict[str, Any]:
         _move_end(ctx, project.id, new_end, facts.end_date, rule="L1")
         return {"project": project.id, "state": state.value, "end_date": new_end.isoformat(),
                 "ends_on": on.isoformat()}
-    applied = apply_event(ctx.services, project.id, Event.END, audit=ctx.audit,
-                          end_date=new_end, details={"early": True,
-                                                     "planned_end": facts.end_date.isoformat()})
+    applied = _take(ctx, project.id, Event.END, facts, new_end,
+                    {"early": True, "planned_end": facts.end_date.isoformat()})
     return {"project": project.id, "state": applied.after.value,
             "end_date": new_end.isoformat(), "ends_on": on.isoformat(),
             "acl_changed": applied.acl_changed}
@@ -101,10 +117,20 @@ def _extend(ctx: RequestContext, project: Project, facts: ProjectFacts,
         _move_end(ctx, project.id, new_end, facts.end_date, rule="L1")
         return {"project": project.id, "state": facts.state.value,
                 "end_date": new_end.isoformat()}
-    applied = apply_event(ctx.services, project.id, Event.EXTEND, audit=ctx.audit,
-                          end_date=new_end, details={"planned_end": facts.end_date.isoformat()})
+    applied = _take(ctx, project.id, Event.EXTEND, facts, new_end,
+                    {"planned_end": facts.end_date.isoformat()})
     return {"project": project.id, "state": applied.after.value,
             "end_date": new_end.isoformat(), "acl_changed": applied.acl_changed}
+
+
+def _take(ctx: RequestContext, project_id: str, event: Event, facts: ProjectFacts,
+          new_end: date, details: dict[str, Any]) -> Applied:
+    applied = apply_event(ctx.services, project_id, event, audit=ctx.audit, end_date=new_end,
+                          details=details, expect=facts.state)
+    if applied is None:
+        raise Failed(f"{project_id} changed state while this request ran; nothing was done",
+                     hint=f"see 'vokter lifecycle plan {project_id}' and try again")
+    return applied
 
 
 def _move_end(ctx: RequestContext, project_id: str, new_end: date, old_end: date, *,

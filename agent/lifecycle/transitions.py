@@ -47,19 +47,24 @@ def held(session: Session, project_id: str) -> bool:
 
 
 def apply_event(services: Services, project_id: str, event: Event, *, audit: Audit,
-                details: dict[str, Any] | None = None,
-                end_date: date | None = None) -> Applied:
+                details: dict[str, Any] | None = None, end_date: date | None = None,
+                expect: State | None = None) -> Applied | None:
     """Move the project by ``event`` (refused as the table says), record and audit it in one
     transaction, then carry the new access through to the gate and the ACLs.
 
     ``audit(session, action, project=, target=, rule=, details=)`` records the event under
     the caller's identity (a person's request, or the daemon's own sweep). ``end_date``, when
-    given, is stored in the same transaction (ending early, or a later end with REK)."""
+    given, is stored in the same transaction (ending early, or a later end with REK).
+    ``expect``: the state the caller decided from; when another daemon (or request) moved
+    the project meanwhile, nothing is done and None returned. The row is locked while read
+    and written (PostgreSQL), so two daemons cannot both take the step."""
     with services.store.write() as session:
-        project = session.get(Project, project_id)
+        project = session.get(Project, project_id, with_for_update=True)
         if project is None:
             raise LookupError(project_id)
         before = State(project.state)
+        if expect is not None and before is not expect:
+            return None
         transition = advance(before, event, held=held(session, project_id))
         project.state = transition.target.value
         if end_date is not None:

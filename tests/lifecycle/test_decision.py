@@ -159,3 +159,13 @@ def test_the_plan_reads_as_dated_steps_with_their_rules() -> None:
 def test_leap_day_plus_years_is_the_28th() -> None:
     assert add_years(date(2024, 2, 29), 5) == date(2029, 2, 28)
     assert add_years(date(2024, 2, 29), 4) == date(2028, 2, 29)
+
+
+def test_l1_l3_notices_fall_due_from_their_day_until_the_event() -> None:
+    assert decide(project(), POLICY, date(2029, 11, 30)).notices_due == ()
+    due = decide(project(), POLICY, date(2029, 12, 1)).notices_due
+    assert [notice.key for notice in due] == ["end:2029-12-31"] and due[0].rule == "L1"
+    assert decide(project(), POLICY, date(2029, 12, 31)).notices_due != ()
+    kept = project(State.RETAINED, approvals=(rek(date(2032, 12, 31)),))
+    assert [n.key for n in decide(kept, POLICY, date(2032, 12, 15)).notices_due] == [
+        "retention:2032-12-31"]

@@ -1,0 +1,115 @@
+"""The sweep: ask the decision about every project and carry out what is due (L1-L5).
+
+Run by the scheduler (daily, at start to catch up on days the daemon was down, and on each
+project's next date) and by ``vokter lifecycle run``. A project may owe several steps at once
+after a long stop (ended, then retained); each is applied in turn, each through the one
+transition function. Notices to the leader are recorded once each, in the audit trail and the
+log. Disposal itself is the disposal run's: the sweep reports it as due and leaves the
+project where it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlmodel import col, select
+
+from agent.api.dispatch import Caller, RequestContext
+from agent.errors import VokterError
+from agent.lifecycle.decision import decide
+from agent.lifecycle.facts_io import project_facts
+from agent.lifecycle.states import Event
+from agent.lifecycle.transitions import apply_event
+from agent.services import Services
+from agent.store.tables import AuditEvent, Project
+
+log = structlog.get_logger("vokter.lifecycle")
+
+NOTICE = "lifecycle.notice"
+#: A project owes at most this many steps at once (end, retain, close): a bound, not a count.
+_MAX_STEPS = 8
+#: What the sweep carries out itself.
+_SWEPT = frozenset({Event.END, Event.RETAIN, Event.CLOSE})
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    project: str
+    state: str
+    applied: tuple[str, ...]
+    notices: tuple[str, ...]
+    #: The event still due that the sweep does not carry out (the disposal), if any.
+    waiting: str | None
+    held: bool
+
+    def view(self) -> dict[str, Any]:
+        return {"project": self.project, "state": self.state, "applied": list(self.applied),
+                "notices": list(self.notices), "waiting": self.waiting, "held": self.held}
+
+
+def _project_ids(services: Services, only: str | None) -> list[str]:
+    with services.store.read() as session:
+        query = select(Project.id).order_by(col(Project.id))
+        if only is not None:
+            query = query.where(Project.id == only)
+        return list(session.exec(query).all())
+
+
+def _sent(ctx: RequestContext, project_id: str, key: str) -> bool:
+    with ctx.services.store.read() as session:
+        return session.exec(
+            select(AuditEvent.seq).where(AuditEvent.action == NOTICE,
+                                         AuditEvent.project_id == project_id,
+                                         AuditEvent.target == key)
+        ).first() is not None
+
+
+def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
+    services = ctx.services
+    applied: list[str] = []
+    notices: list[str] = []
+    for _ in range(_MAX_STEPS):
+        with services.store.read() as session:
+            row = session.get(Project, project_id)
+            if row is None:
+                raise LookupError(project_id)
+            facts = project_facts(session, row)
+        plan = decide(facts, services.policies.current(), services.clock.now().date())
+        for notice in plan.notices_due:
+            if not _sent(ctx, project_id, notice.key):
+                with services.store.write() as session:
+                    ctx.audit(session, NOTICE, project=project_id, target=notice.key,
+                              rule=notice.rule, details={"to": "leader", "text": notice.words})
+                log.info("lifecycle_notice", project=project_id, notice=notice.key,
+                         text=notice.words)
+                notices.append(notice.key)
+        if plan.due is None or plan.due not in _SWEPT:
+            waiting = None if plan.due is None else plan.due.value
+            return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
+                         waiting, bool(plan.held_by))
+        done = apply_event(services, project_id, plan.due, audit=ctx.audit,
+                           details={"by": "schedule"}, expect=facts.state)
+        if done is not None:  # else another daemon took the step: decide again
+            log.info("lifecycle_step", project=project_id, step=plan.due.value,
+                     state=done.after.value, rule=done.rule)
+            applied.append(plan.due.value)
+    raise RuntimeError(f"{project_id}: more than {_MAX_STEPS} steps due at once")
+
+
+def sweep(services: Services, actor: Caller, *, only: str | None = None) -> list[Swept]:
+    """Every project (or ``only``); one project's failure is logged and audited, and the
+    sweep goes on with the next: the daemon never stops over one project."""
+    ctx = RequestContext(actor, services)
+    results: list[Swept] = []
+    for project_id in _project_ids(services, only):
+        try:
+            results.append(sweep_project(ctx, project_id))
+        except (VokterError, LookupError, RuntimeError) as error:
+            text = error.one_line() if isinstance(error, VokterError) else str(error)
+            log.error("lifecycle_sweep_failed", project=project_id, error=text)
+            with services.store.write() as session:
+                ctx.audit(session, "lifecycle.sweep_failed", outcome="failed",
+                          project=project_id, details={"error": text})
+    return results

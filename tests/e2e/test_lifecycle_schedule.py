@@ -1,0 +1,103 @@
+"""The project-end schedule against a running daemon whose date a test sets (L1, L3, L8): a
+project walked from creation past its end in seconds, a daemon that was down on the day,
+notices sent once."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_access import as_user, member_add, wait_for
+from tests.support.daemon import RunningDaemon, ok, one_line_failure
+from tests.support.users import UserFactory
+
+PROJECT = "p4711"  # the project tests.e2e.test_access helpers work on
+
+
+def set_clock(daemon: RunningDaemon, instant: str) -> None:
+    clock = daemon.root / "clock"
+    clock.write_text(instant + "\n")
+    clock.chmod(0o644)
+
+
+@pytest.fixture
+def dated_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
+    running = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n')
+    set_clock(running, "2026-01-05T09:00:00+00:00")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+    assert running.identity_numbers_recorded() == 0
+
+
+def state_of(daemon: RunningDaemon) -> str:
+    shown = json.loads(ok(daemon.vokter("project", "show", PROJECT, "--json")))
+    return str(shown["state"])
+
+
+def test_l1_l8_the_schedule_ends_a_project_on_its_day_and_notifies_the_leader_once(
+    dated_daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    daemon = dated_daemon
+    leader, member = unix_users.create("vkl"), unix_users.create()
+    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                     leader.name, "--end-date", "2026-03-31"))
+    member_add(daemon, leader, member)
+    data = daemon.zones_dir / PROJECT / "data"
+    assert as_user(member, f"echo 1 > '{data}/shifts.csv'").returncode == 0
+
+    set_clock(daemon, "2026-03-02T09:00:00+00:00")  # 29 days before the end date
+    swept = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))
+    assert swept == [{"project": PROJECT, "state": "active", "applied": [],
+                      "notices": ["end:2026-03-31"], "waiting": None, "held": False}]
+    again = json.loads(ok(daemon.vokter("lifecycle", "run", PROJECT, "--json")))
+    assert again[0]["notices"] == []  # sent once
+    notices = [e for e in daemon.audit_events() if e["action"] == "lifecycle.notice"]
+    assert len(notices) == 1 and notices[0]["rule"] == "L1"
+
+    set_clock(daemon, "2026-04-01T09:00:00+00:00")
+    ended = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))
+    assert ended[0]["applied"] == ["end"] and ended[0]["state"] == "ended"
+    assert wait_for(lambda: as_user(member, f"cat '{data}/shifts.csv'").returncode != 0)
+    assert as_user(leader, f"cat '{data}/shifts.csv'").stdout == "1\n"
+
+    set_clock(daemon, "2026-04-16T09:00:00+00:00")  # the 14 days of grace are over
+    due = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))
+    assert due[0]["waiting"] == "dispose" and due[0]["state"] == "ended"
+    plan = json.loads(ok(daemon.vokter("lifecycle", "plan", PROJECT, "--json")))
+    assert plan["due"] == "dispose"
+
+    refused = one_line_failure(daemon.vokter("lifecycle", "run", user=leader.name))
+    assert "only root" in refused
+
+
+def test_l1_a_daemon_down_on_the_day_ends_the_project_when_it_starts(
+    dated_daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    daemon = dated_daemon
+    leader = unix_users.create("vkl")
+    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                     leader.name, "--end-date", "2026-02-28"))
+    assert daemon.stop() == 0
+    set_clock(daemon, "2026-06-01T09:00:00+00:00")  # down over the end date, and more
+    daemon.start()
+    assert wait_for(lambda: state_of(daemon) == "ended", timeout=20)
+    ends = [e for e in daemon.audit_events() if e["action"] == "lifecycle.end"]
+    assert len(ends) == 1 and json.loads(ends[0]["details"])["by"] == "schedule"
+
+
+def test_a_clock_file_others_may_write_keeps_the_daemon_from_starting(
+    enclave_root: Path,
+) -> None:
+    daemon = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n')
+    set_clock(daemon, "2030-01-01T00:00:00+00:00")
+    os.chmod(enclave_root / "clock", 0o666)
+    with pytest.raises(RuntimeError) as caught:
+        daemon.start()
+    assert "clock file" in str(caught.value)
