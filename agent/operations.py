@@ -8,9 +8,14 @@ from agent.api.dispatch import Operation
 from agent.api.schemas import (
     AccessReviewArgs,
     AuditExportArgs,
+    CopyAddArgs,
+    CopyConfirmArgs,
     CryptoDecryptArgs,
     CryptoEncryptArgs,
     DatasetAddArgs,
+    HoldListArgs,
+    HoldPlaceArgs,
+    HoldReleaseArgs,
     KeyShredArgs,
     MemberAddArgs,
     MemberRemoveArgs,
@@ -24,6 +29,7 @@ from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
 from agent.audit import verify_op as audit_verify
 from agent.crypto import file_ops, key_ops
+from agent.lifecycle import copy_ops, hold_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
 from agent.storage import datasets, violation_ops
@@ -59,4 +65,10 @@ OPERATIONS: dict[str, Operation] = {
     # The delivered file: a descriptor the client opened with its own rights.
     "dataset.add": Operation(DatasetAddArgs, datasets.add_dataset, fds=1),
     "dataset.list": Operation(ProjectRef, datasets.list_datasets),
+    "hold.place": Operation(HoldPlaceArgs, hold_ops.place_hold),
+    "hold.release": Operation(HoldReleaseArgs, hold_ops.release_hold),
+    "hold.list": Operation(HoldListArgs, hold_ops.list_holds),
+    "copy.add": Operation(CopyAddArgs, copy_ops.add_copy),
+    "copy.confirm": Operation(CopyConfirmArgs, copy_ops.confirm_disposed),
+    "copy.list": Operation(ProjectRef, copy_ops.list_copies),
 }

@@ -15,9 +15,11 @@ from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
 from cli.commands.anonymise import anonymise
 from cli.commands.audit import audit
+from cli.commands.copy import copy_group
 from cli.commands.crypto import decrypt, encrypt
 from cli.commands.dataset import dataset
 from cli.commands.demo import demo
+from cli.commands.hold import hold
 from cli.commands.keys import keys
 from cli.commands.member import member
 from cli.commands.policy import policy
@@ -64,6 +66,8 @@ cli.add_command(demo)
 cli.add_command(violations)
 cli.add_command(dataset)
 cli.add_command(scan)
+cli.add_command(hold)
+cli.add_command(copy_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

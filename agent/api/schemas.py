@@ -20,6 +20,7 @@ from pydantic import (
 
 from agent.api.protocol import PROTOCOL_VERSION
 from agent.errors import InvalidRequest, ProtocolError
+from agent.lifecycle.model import HoldReason
 
 
 def _iso_date(value: Any) -> date:
@@ -232,3 +233,41 @@ class DatasetAddArgs(Args):
     project: Annotated[str, Field(max_length=64)]
     source: ShortText
     variables: Annotated[list[ShortText], Field(max_length=100_000)]
+
+
+#: The reasons a legal hold may give (L5), for clients that offer them as choices.
+HOLD_REASONS = tuple(reason.value for reason in HoldReason)
+#: Record numbers as the database keeps them (a signed 64-bit key).
+RecordId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+#: Free text the lifecycle checks itself, to say which rule a bad one breaks (L2, L5).
+LifecycleText = Annotated[str, Field(max_length=8192)]
+
+
+class HoldPlaceArgs(Args):
+    project: Annotated[str, Field(max_length=64)]
+    reason: Annotated[str, Field(max_length=64)]
+    reference: LifecycleText
+    note: LifecycleText
+
+
+class HoldReleaseArgs(Args):
+    id: RecordId
+    note: LifecycleText
+
+
+class HoldListArgs(Args):
+    """One project's holds, or (no project) those of every project the caller may see."""
+
+    project: Annotated[str, Field(max_length=64)] | None = None
+    open_only: bool = False
+
+
+class CopyAddArgs(Args):
+    project: Annotated[str, Field(max_length=64)]
+    location: LifecycleText
+    note: LifecycleText
+
+
+class CopyConfirmArgs(Args):
+    id: RecordId
+    note: LifecycleText
