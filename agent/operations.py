@@ -7,6 +7,7 @@ from agent.access import service as members
 from agent.api.dispatch import Operation
 from agent.api.schemas import (
     AccessReviewArgs,
+    ApprovalAddArgs,
     AuditExportArgs,
     CopyAddArgs,
     CopyConfirmArgs,
@@ -29,7 +30,7 @@ from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
 from agent.audit import verify_op as audit_verify
 from agent.crypto import file_ops, key_ops
-from agent.lifecycle import copy_ops, hold_ops
+from agent.lifecycle import approval_ops, copy_ops, hold_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
 from agent.storage import datasets, violation_ops
@@ -65,6 +66,8 @@ OPERATIONS: dict[str, Operation] = {
     # The delivered file: a descriptor the client opened with its own rights.
     "dataset.add": Operation(DatasetAddArgs, datasets.add_dataset, fds=1),
     "dataset.list": Operation(ProjectRef, datasets.list_datasets),
+    "approval.add": Operation(ApprovalAddArgs, approval_ops.add_approval),
+    "approval.list": Operation(ProjectRef, approval_ops.list_approvals),
     "hold.place": Operation(HoldPlaceArgs, hold_ops.place_hold),
     "hold.release": Operation(HoldReleaseArgs, hold_ops.release_hold),
     "hold.list": Operation(HoldListArgs, hold_ops.list_holds),

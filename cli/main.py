@@ -14,6 +14,7 @@ import click
 from agent.api import EXIT_REFUSED, EXIT_USAGE, VokterError
 from cli.commands.access import access
 from cli.commands.anonymise import anonymise
+from cli.commands.approval import approval
 from cli.commands.audit import audit
 from cli.commands.copy import copy_group
 from cli.commands.crypto import decrypt, encrypt
@@ -65,6 +66,7 @@ cli.add_command(anonymise)
 cli.add_command(demo)
 cli.add_command(violations)
 cli.add_command(dataset)
+cli.add_command(approval)
 cli.add_command(scan)
 cli.add_command(hold)
 cli.add_command(copy_group)

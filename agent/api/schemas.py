@@ -235,6 +235,19 @@ class DatasetAddArgs(Args):
     variables: Annotated[list[ShortText], Field(max_length=100_000)]
 
 
+class ApprovalAddArgs(Args):
+    """One approval (D1); the daemon checks the kind, the reference's bounds and the dates
+    against the project and the policy itself, to name the rule a bad one breaks."""
+
+    project: Annotated[str, Field(max_length=64)]
+    kind: Annotated[str, Field(max_length=64)]
+    reference: ShortText
+    valid_until: IsoDate | None = None
+    retention_until: IsoDate | None = None
+    clinical_trial: bool = False
+    final_report: IsoDate | None = None
+
+
 #: The reasons a legal hold may give (L5), for clients that offer them as choices.
 HOLD_REASONS = tuple(reason.value for reason in HoldReason)
 #: Record numbers as the database keeps them (a signed 64-bit key).
