@@ -18,10 +18,12 @@ from agent.api.schemas import (
     HoldPlaceArgs,
     HoldReleaseArgs,
     KeyShredArgs,
+    LifecycleRunArgs,
     MemberAddArgs,
     MemberRemoveArgs,
     NoArgs,
     ProjectCreateArgs,
+    ProjectEndArgs,
     ProjectRef,
     ViolationListArgs,
     ViolationResolveArgs,
@@ -30,7 +32,7 @@ from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
 from agent.audit import verify_op as audit_verify
 from agent.crypto import file_ops, key_ops
-from agent.lifecycle import approval_ops, copy_ops, hold_ops
+from agent.lifecycle import approval_ops, copy_ops, hold_ops, notice_ops, plan_ops
 from agent.projects import service as projects
 from agent.status import daemon_status
 from agent.storage import datasets, violation_ops
@@ -68,6 +70,10 @@ OPERATIONS: dict[str, Operation] = {
     "dataset.list": Operation(ProjectRef, datasets.list_datasets),
     "approval.add": Operation(ApprovalAddArgs, approval_ops.add_approval),
     "approval.list": Operation(ProjectRef, approval_ops.list_approvals),
+    "lifecycle.plan": Operation(ProjectRef, plan_ops.lifecycle_plan),
+    "project.end": Operation(ProjectEndArgs, plan_ops.end_project),
+    "lifecycle.run": Operation(LifecycleRunArgs, plan_ops.lifecycle_run),
+    "notices.list": Operation(NoArgs, notice_ops.list_notices),
     "hold.place": Operation(HoldPlaceArgs, hold_ops.place_hold),
     "hold.release": Operation(HoldReleaseArgs, hold_ops.release_hold),
     "hold.list": Operation(HoldListArgs, hold_ops.list_holds),

@@ -22,7 +22,9 @@ from cli.commands.dataset import dataset
 from cli.commands.demo import demo
 from cli.commands.hold import hold
 from cli.commands.keys import keys
+from cli.commands.lifecycle import lifecycle
 from cli.commands.member import member
+from cli.commands.notices import notices
 from cli.commands.policy import policy
 from cli.commands.project import project
 from cli.commands.scan import scan
@@ -63,6 +65,8 @@ cli.add_command(decrypt)
 cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(anonymise)
+cli.add_command(lifecycle)
+cli.add_command(notices)
 cli.add_command(demo)
 cli.add_command(violations)
 cli.add_command(dataset)

@@ -248,6 +248,20 @@ class ApprovalAddArgs(Args):
     final_report: IsoDate | None = None
 
 
+class LifecycleRunArgs(Args):
+    """One project, or (none) every project."""
+
+    project: Annotated[str, Field(max_length=64)] | None = None
+
+
+class ProjectEndArgs(Args):
+    """``on``: the first day without access (the end date becomes the day before); today
+    when absent, ending the project at once (L1)."""
+
+    project: Annotated[str, Field(max_length=64)]
+    on: IsoDate | None = None
+
+
 #: The reasons a legal hold may give (L5), for clients that offer them as choices.
 HOLD_REASONS = tuple(reason.value for reason in HoldReason)
 #: Record numbers as the database keeps them (a signed 64-bit key).

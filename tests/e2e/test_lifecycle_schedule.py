@@ -60,6 +60,10 @@ def test_l1_l8_the_schedule_ends_a_project_on_its_day_and_notifies_the_leader_on
     assert again[0]["notices"] == []  # sent once
     notices = [e for e in daemon.audit_events() if e["action"] == "lifecycle.notice"]
     assert len(notices) == 1 and notices[0]["rule"] == "L1"
+    told = json.loads(ok(daemon.vokter("notices", "--json", user=leader.name)))
+    assert [(n["project"], n["notice"]) for n in told] == [(PROJECT, "end:2026-03-31")]
+    assert "ends after 2026-03-31" in told[0]["text"]
+    assert json.loads(ok(daemon.vokter("notices", "--json", user=member.name))) == []
 
     set_clock(daemon, "2026-04-01T09:00:00+00:00")
     ended = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))
