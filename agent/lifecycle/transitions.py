@@ -16,7 +16,12 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from agent.access.service import enforce_plan
-from agent.access.sync import leader_reads_after_end, project_plan, publish_gate_view
+from agent.access.sync import (
+    active_members,
+    leader_reads_after_end,
+    project_plan,
+    publish_gate_view,
+)
 from agent.lifecycle.model import State
 from agent.lifecycle.states import Event, advance
 from agent.services import Services
@@ -77,8 +82,15 @@ def apply_event(services: Services, project_id: str, event: Event, *, audit: Aud
         session.flush()
         plan = project_plan(session, project,
                             leader_reads_after_end=leader_reads_after_end(services))
+        # Owners keep their owner bits whatever the ACL says: at the end, every file of the
+        # zones owned by the leader or anyone with a role goes to root, or the leader could
+        # still write, and a member read, their own files (L8).
+        owners = {row.uid for row in active_members(session, project_id)}
+        if project.leader_uid is not None:
+            owners.add(project.leader_uid)
     changed = 0
     if event in _ACCESS_CHANGES:
         publish_gate_view(services)
-        changed = enforce_plan(plan).changed
+        handover = {uid: 0 for uid in owners} if event is Event.END else None
+        changed = enforce_plan(plan, handover).changed
     return Applied(project_id, event, before, transition.target, transition.rule, changed)

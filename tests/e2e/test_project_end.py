@@ -31,6 +31,7 @@ def test_l8_after_the_end_members_lose_access_and_the_leader_only_reads(
     member_add(daemon, leader, custodian, role="key_custodian")
     assert as_user(member, f"echo 1 > '{data}/cohort.csv'").returncode == 0
     assert as_user(custodian, f"echo k > '{key}/linkage.csv'").returncode == 0
+    assert as_user(leader, f"echo l > '{data}/leaders.csv'").returncode == 0
 
     refused = one_line_failure(daemon.vokter("project", "end", PROJECT, user=member.name))
     assert "project.end" in refused
@@ -44,6 +45,12 @@ def test_l8_after_the_end_members_lose_access_and_the_leader_only_reads(
     assert as_user(leader, f"echo 2 >> '{data}/cohort.csv'").returncode != 0
     assert as_user(leader, f"echo 2 > '{data}/new.csv'").returncode != 0
     assert as_user(leader, f"cat '{key}/linkage.csv'").returncode != 0
+    # Owner bits count for nothing any more: the files the member, the custodian and the
+    # leader made belong to root now; the leader reads their own file but cannot change it.
+    assert (data / "cohort.csv").stat().st_uid == 0 and (key / "linkage.csv").stat().st_uid == 0
+    assert as_user(leader, f"cat '{data}/leaders.csv'").stdout == "l\n"
+    assert as_user(leader, f"echo x >> '{data}/leaders.csv'").returncode != 0
+    assert as_user(member, f"chmod 666 '{data}/cohort.csv'").returncode != 0
 
     events = [e for e in daemon.audit_events() if e["action"] == "lifecycle.end"]
     assert len(events) == 1 and events[0]["rule"] == "L1"
