@@ -43,32 +43,45 @@ class FileClock:
     The daemon's whole notion of now (the decisions, the audit trail's times) is the ISO 8601
     instant in the file, with its offset (``2031-01-02T03:00:00+00:00``); the real clock when
     the file is absent or empty. The file is read again whenever it changes, so a test walks a
-    running daemon through years by rewriting it. The daemon refuses at start a clock file
-    that root does not own or that others may write (:func:`check_clock_file`): whoever sets
-    the clock decides when data is disposed of. Never configured in production.
+    running daemon through years by rewriting it. Whoever sets the clock decides when data is
+    disposed of, so the file and its folder must be root's and writable by root alone: checked
+    at start (:func:`check_clock_file`, the daemon refuses to start) and at every read (a file
+    that fails is not believed: the last instant believed stands). Never configured in
+    production; the daemon's start in the audit trail names the file.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, ...] | None = None
         self._instant: datetime | None = None
 
     def now(self) -> datetime:
         try:
-            status = os.stat(self.path)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
+            self._seen, self._instant = None, None
             return datetime.now(UTC)
-        stamp = (status.st_mtime_ns, status.st_size)
-        if stamp != self._seen:
-            self._seen = stamp
-            text = self.path.read_text(encoding="utf-8").strip()
-            # A half-written or mistyped file: the last good instant stands.
-            with contextlib.suppress(ValueError):
-                self._instant = _instant(text) if text else None
+        except OSError:  # a symlink put in its place, a folder: not believed
+            return self._instant or datetime.now(UTC)
+        try:
+            status = os.fstat(fd)
+            stamp = (status.st_ino, status.st_mtime_ns, status.st_ctime_ns, status.st_size)
+            if stamp != self._seen and _safe(status):
+                self._seen = stamp
+                text = os.read(fd, 256).decode("utf-8", "replace").strip()
+                # A half-written or mistyped file: the last good instant stands.
+                with contextlib.suppress(ValueError):
+                    self._instant = _instant(text) if text else None
+        finally:
+            os.close(fd)
         return self._instant if self._instant is not None else datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+def _safe(status: os.stat_result) -> bool:
+    return stat.S_ISREG(status.st_mode) and status.st_uid == 0 and not status.st_mode & 0o022
 
 
 def _instant(text: str) -> datetime:
@@ -79,12 +92,17 @@ def _instant(text: str) -> datetime:
 
 
 def check_clock_file(path: Path) -> None:
-    """Refuse a clock file others could set: it must be root's and writable by root alone."""
+    """Refuse a clock file others could set: the file (when it exists) and its folder must be
+    root's and writable by root alone; a file that exists must hold an instant or nothing."""
+    folder = os.stat(path.parent)
+    if folder.st_uid != 0 or folder.st_mode & 0o022:
+        raise ValueError(f"{path.parent}: a clock file's folder must be root's and writable by "
+                         "root alone")
     try:
         status = os.lstat(path)
     except FileNotFoundError:
         return
-    if not stat.S_ISREG(status.st_mode) or status.st_uid != 0 or status.st_mode & 0o022:
+    if not _safe(status):
         raise ValueError(f"{path}: a clock file must be a regular file of root's that no one "
                          "else may write")
     text = path.read_text(encoding="utf-8").strip()

@@ -173,7 +173,10 @@ class Daemon:
                 timeout=self.config.request_timeout,
                 max_clients=self.config.max_clients,
             )
-            self._audit_self(services, "daemon.start", details={"version": services.version})
+            started: dict[str, Any] = {"version": services.version}
+            if self.config.clock_file is not None:
+                started["clock_file"] = str(self.config.clock_file)  # a drill: say so
+            self._audit_self(services, "daemon.start", details=started)
             # An attacked trail is recorded and logged, never a reason to stop enforcing.
             check_at_start(services, self.self_caller)
             # Encryptions in place that a crash interrupted are finished or undone first.

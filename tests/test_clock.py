@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,33 @@ def test_system_clock_monotonic_never_goes_backwards() -> None:
     clock = SystemClock()
     readings = [clock.monotonic() for _ in range(1000)]
     assert readings == sorted(readings)
+
+
+def test_a_file_clock_believes_only_root_s_file_that_nobody_else_may_write(tmp_path: Path) -> None:
+    from agent.clock import FileClock, check_clock_file
+
+    folder = tmp_path / "clock"
+    folder.mkdir(mode=0o755)
+    clock_path = folder / "now"
+    clock_path.write_text("2031-01-02T03:00:00+00:00\n")
+    clock_path.chmod(0o644)
+    clock = FileClock(clock_path)
+    assert clock.now() == datetime(2031, 1, 2, 3, 0, tzinfo=UTC)
+    check_clock_file(clock_path)
+    clock_path.chmod(0o666)  # anyone may write it now: the last instant believed stands
+    clock_path.write_text("2099-01-01T00:00:00+00:00\n")
+    assert clock.now() == datetime(2031, 1, 2, 3, 0, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        check_clock_file(clock_path)
+    clock_path.chmod(0o644)
+    assert clock.now() == datetime(2099, 1, 1, 0, 0, tzinfo=UTC)
+    os.chown(clock_path, 65534, 65534)  # another's file: not believed
+    clock_path.write_text("2100-01-01T00:00:00+00:00\n")
+    assert clock.now() == datetime(2099, 1, 1, 0, 0, tzinfo=UTC)
+    os.chown(clock_path, 0, 0)
+    folder.chmod(0o777)  # a folder others may write: refused at start
+    with pytest.raises(ValueError):
+        check_clock_file(clock_path)
+    folder.chmod(0o755)
+    clock_path.unlink()
+    assert abs(clock.now() - datetime.now(UTC)).total_seconds() < 60  # wall-clock: absent file

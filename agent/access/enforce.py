@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from agent.access import acl
@@ -208,7 +208,27 @@ def apply_acl_plan(plan: AccessPlan, *, handover: Mapping[int, int] | None = Non
     return report
 
 
-def _heirs(zone: ZoneAccess, handover: Mapping[int, int]) -> dict[int, int]:
+class _EveryoneToRoot(Mapping[int, int]):
+    """An ended zone's heirs: whoever owns an entry, root inherits it (L8)."""
+
+    def __getitem__(self, uid: int) -> int:
+        if uid == 0:
+            raise KeyError(uid)
+        return 0
+
+    def __contains__(self, uid: object) -> bool:
+        return uid != 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _heirs(zone: ZoneAccess, handover: Mapping[int, int]) -> Mapping[int, int]:
+    if zone.ended:
+        return _EveryoneToRoot()
     return {old: new if new == 0 or new in zone.uids else 0
             for old, new in handover.items() if old != new}
 

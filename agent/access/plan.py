@@ -77,6 +77,9 @@ class ZoneAccess:
     path: str
     uids: frozenset[int]
     readers: frozenset[int] = frozenset()
+    #: The project has ended: every entry belongs to root, whoever made it, since owner bits
+    #: would otherwise outlast the ACL (L8).
+    ended: bool = False
 
     def admits(self, uid: int) -> bool:
         return uid in self.uids or uid in self.readers
@@ -130,6 +133,7 @@ def _after_end(project: ProjectZones) -> AccessPlan:
                 {reader} if kind is ZoneKind.DATA and reader is not None and reader != 0
                 else ()
             ),
+            ended=True,
         )
         for kind, path in project.paths().items()
     )

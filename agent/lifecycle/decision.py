@@ -39,18 +39,35 @@ def add_years(day: date, years: int) -> date:
         return day.replace(year=day.year + years, day=28)
 
 
-def retention_end(approvals: Sequence[ApprovalFacts], policy: Policy) -> date | None:
+def current_approvals(approvals: Sequence[ApprovalFacts]) -> tuple[ApprovalFacts, ...]:
+    """Each approval as last amended: REK's amendment of an approval (same kind and reference,
+    recorded later) replaces it, a shorter retention included."""
+    latest: dict[tuple[ApprovalKind, str], ApprovalFacts] = {}
+    for approval in sorted(approvals, key=lambda item: item.id):
+        latest[(approval.kind, approval.reference)] = approval
+    return tuple(latest.values())
+
+
+def retention_end(approvals: Sequence[ApprovalFacts], policy: Policy,
+                  end_date: date | None = None) -> date | None:
     """The latest day the data must (L4) or may (L3) be kept to, None without any approval
-    that keeps it past the end."""
+    that keeps it past the end. With ``end_date``, a REK retention counts at most the policy's
+    years after it (L3): a retention recorded before the project was ended early does not
+    outgrow the rule. A clinical trial's 25 years after the final report are not capped (L4)."""
     ends: list[date] = []
-    for approval in approvals:
+    cap = None if end_date is None else add_years(end_date,
+                                                  policy.retention.max_years_after_end)
+    for approval in current_approvals(approvals):
         if approval.kind is not ApprovalKind.REK:
             continue
-        if approval.retention_until is not None:
-            ends.append(approval.retention_until)
         if approval.clinical_trial and approval.final_report is not None:
             ends.append(add_years(approval.final_report,
                                   policy.retention.clinical_trial_min_years))
+            if approval.retention_until is not None:
+                ends.append(approval.retention_until)
+        elif approval.retention_until is not None:
+            ends.append(approval.retention_until if cap is None
+                        else min(approval.retention_until, cap))
     return max(ends) if ends else None
 
 
@@ -120,7 +137,7 @@ def decide(facts: ProjectFacts, policy: Policy, today: date) -> Plan:
     cycle = policy.lifecycle
     ends_on = facts.end_date + _DAY
     grace_over = facts.end_date + timedelta(days=cycle.grace_days) + _DAY
-    kept_to = retention_end(facts.approvals, policy)
+    kept_to = retention_end(facts.approvals, policy, facts.end_date)
     retained = kept_to is not None and kept_to >= grace_over
     disposal_on = (kept_to + _DAY) if retained and kept_to is not None else grace_over
     held = tuple(hold.id for hold in facts.holds if hold.open)

@@ -21,6 +21,7 @@ from agent.lifecycle.model import ApprovalKind, ProjectFacts, State
 from agent.lifecycle.states import Event
 from agent.lifecycle.sweep import sweep
 from agent.lifecycle.transitions import Applied, apply_event
+from agent.projects.rules import check_end_date
 from agent.projects.service import project_for
 from agent.store.tables import Project
 
@@ -77,31 +78,37 @@ def _covered_by_rek(facts: ProjectFacts, end_date: date) -> bool:
 
 
 def end_project(ctx: RequestContext, args: ProjectEndArgs) -> dict[str, Any]:
-    """End ``project`` on ``on`` (today by default), or move its end later with REK's word."""
+    """End ``project`` now, or on a later day (``on``); a day after its current end date
+    moves the end later, with REK's word (L1). Ending now never moves the end later: an
+    ended project is not reopened by asking again, and an overdue one keeps its end date."""
     today = ctx.today()
-    on = args.on or today
-    if on < today:
-        raise InvalidRequest(f"{on.isoformat()} is in the past: a project cannot end before "
-                             "today", rule="L1", hint="leave out --on to end it today")
     with ctx.services.store.read() as session:
         project, _ = project_for(session, ctx, args.project, Action.PROJECT_END)
         facts = project_facts(session, project)
-    new_end = on - timedelta(days=1)
-    state = facts.state
+    if args.on is None or args.on == today:
+        if facts.state is not State.ACTIVE:
+            raise RuleViolation(f"{project.id} has already ended ({facts.state.value})",
+                                rule="L1", hint=f"see 'vokter lifecycle plan {project.id}'")
+        new_end = min(facts.end_date, today - timedelta(days=1))
+        applied = _take(ctx, project.id, Event.END, facts, new_end,
+                        {"early": new_end < facts.end_date,
+                         "planned_end": facts.end_date.isoformat()})
+        return {"project": project.id, "state": applied.after.value,
+                "end_date": new_end.isoformat(), "ends_on": today.isoformat(),
+                "acl_changed": applied.acl_changed}
+    on = args.on
+    if on < today:
+        raise InvalidRequest(f"{on.isoformat()} is in the past: a project cannot end before "
+                             "today", rule="L1", hint="leave out --on to end it today")
+    new_end = check_end_date(on - timedelta(days=1), today - timedelta(days=1))
     if new_end > facts.end_date:
         return _extend(ctx, project, facts, new_end)
-    if state is not State.ACTIVE:
-        raise RuleViolation(f"{project.id} has already ended ({state.value})", rule="L1",
+    if facts.state is not State.ACTIVE:
+        raise RuleViolation(f"{project.id} has already ended ({facts.state.value})", rule="L1",
                             hint=f"see 'vokter lifecycle plan {project.id}'")
-    if on > today:
-        _move_end(ctx, project.id, new_end, facts.end_date, rule="L1")
-        return {"project": project.id, "state": state.value, "end_date": new_end.isoformat(),
-                "ends_on": on.isoformat()}
-    applied = _take(ctx, project.id, Event.END, facts, new_end,
-                    {"early": True, "planned_end": facts.end_date.isoformat()})
-    return {"project": project.id, "state": applied.after.value,
-            "end_date": new_end.isoformat(), "ends_on": on.isoformat(),
-            "acl_changed": applied.acl_changed}
+    _move_end(ctx, project.id, new_end, facts.end_date, rule="L1")
+    return {"project": project.id, "state": facts.state.value, "end_date": new_end.isoformat(),
+            "ends_on": on.isoformat()}
 
 
 def _extend(ctx: RequestContext, project: Project, facts: ProjectFacts,
@@ -126,19 +133,31 @@ def _extend(ctx: RequestContext, project: Project, facts: ProjectFacts,
 def _take(ctx: RequestContext, project_id: str, event: Event, facts: ProjectFacts,
           new_end: date, details: dict[str, Any]) -> Applied:
     applied = apply_event(ctx.services, project_id, event, audit=ctx.audit, end_date=new_end,
-                          details=details, expect=facts.state)
+                          details=details, expect=facts.state,
+                          recheck=lambda now: now.end_date == facts.end_date)
     if applied is None:
         raise Failed(f"{project_id} changed state while this request ran; nothing was done",
                      hint=f"see 'vokter lifecycle plan {project_id}' and try again")
+    _reschedule(ctx, project_id)
     return applied
 
 
 def _move_end(ctx: RequestContext, project_id: str, new_end: date, old_end: date, *,
               rule: str) -> None:
+    """Move an active project's end date, under the row's lock, if nothing moved it since."""
     with ctx.services.store.write() as session:
-        row = session.get(Project, project_id)
-        assert row is not None
+        row = session.get(Project, project_id, with_for_update=True)
+        if row is None or row.state != State.ACTIVE.value or row.end_date != old_end:
+            raise Failed(f"{project_id} changed while this request ran; nothing was done",
+                         hint=f"see 'vokter lifecycle plan {project_id}' and try again")
         row.end_date = new_end
         session.add(row)
         ctx.audit(session, "project.end_moved", project=project_id, target=project_id, rule=rule,
                   details={"from": old_end.isoformat(), "to": new_end.isoformat()})
+    _reschedule(ctx, project_id)
+
+
+def _reschedule(ctx: RequestContext, project_id: str) -> None:
+    """The project's own job follows its new dates at once, not at the next daily sweep."""
+    if ctx.services.lifecycle is not None:
+        ctx.services.lifecycle.reschedule(project_id)

@@ -87,11 +87,12 @@ class LifecycleScheduler:
         then set each project's own job at its next dated step."""
         results = sweep(self.services, actor or self.actor, only=project)
         for result in results:
-            self._schedule_next(result.project)
+            self.reschedule(result.project)
         return results
 
-    def _schedule_next(self, project_id: str) -> None:
-        """The project's own job at its next dated step, replacing the one it had."""
+    def reschedule(self, project_id: str) -> None:
+        """The project's own job at its next dated step, replacing the one it had; after a
+        sweep, and whenever the project's dates change."""
         with self.services.store.read() as session:
             row = session.get(Project, project_id)
             if row is None:

@@ -18,7 +18,7 @@ from agent.lifecycle.model import State
 class Event(StrEnum):
     #: The end date passed, or the project was ended early (L1).
     END = "end"
-    #: A REK approval moved the end date later while the project had not been disposed of (L1).
+    #: A REK approval moved the end date later before disposal began (L1).
     EXTEND = "extend"
     #: The grace period is over and REK allowed (L3) or a clinical trial requires (L4) keeping.
     RETAIN = "retain"
@@ -47,6 +47,7 @@ _DISPOSED = (State.ANONYMISED, State.DELETED, State.ARCHIVED)
 TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (State.ACTIVE, Event.END): Transition(State.ENDED, "L1", held_back=False),
     (State.ENDED, Event.EXTEND): Transition(State.ACTIVE, "L1"),
+    (State.RETAINED, Event.EXTEND): Transition(State.ACTIVE, "L1"),
     (State.ENDED, Event.RETAIN): Transition(State.RETAINED, "L3"),
     (State.ENDED, Event.DISPOSE): Transition(State.DISPOSING, "L2"),
     (State.RETAINED, Event.DISPOSE): Transition(State.DISPOSING, "L3"),

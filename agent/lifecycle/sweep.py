@@ -10,18 +10,22 @@ project where it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import structlog
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from agent.api.dispatch import Caller, RequestContext
 from agent.errors import VokterError
 from agent.lifecycle.decision import decide
 from agent.lifecycle.facts_io import project_facts
+from agent.lifecycle.model import ProjectFacts
 from agent.lifecycle.states import Event
 from agent.lifecycle.transitions import apply_event
+from agent.policy.model import Policy
 from agent.services import Services
 from agent.store.tables import AuditEvent, Project
 
@@ -57,13 +61,17 @@ def _project_ids(services: Services, only: str | None) -> list[str]:
         return list(session.exec(query).all())
 
 
-def _sent(ctx: RequestContext, project_id: str, key: str) -> bool:
-    with ctx.services.store.read() as session:
-        return session.exec(
-            select(AuditEvent.seq).where(AuditEvent.action == NOTICE,
-                                         AuditEvent.project_id == project_id,
-                                         AuditEvent.target == key)
-        ).first() is not None
+def _sent(session: Session, project_id: str, key: str) -> bool:
+    return session.exec(
+        select(AuditEvent.seq).where(AuditEvent.action == NOTICE,
+                                     AuditEvent.project_id == project_id,
+                                     AuditEvent.target == key)
+    ).first() is not None
+
+
+def still_due(event: Event, policy: Policy, today: date) -> Callable[[ProjectFacts], bool]:
+    """Whether ``event`` is still due, asked again under the project's lock."""
+    return lambda facts: decide(facts, policy, today).due is event
 
 
 def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
@@ -78,19 +86,24 @@ def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
             facts = project_facts(session, row)
         plan = decide(facts, services.policies.current(), services.clock.now().date())
         for notice in plan.notices_due:
-            if not _sent(ctx, project_id, notice.key):
-                with services.store.write() as session:
-                    ctx.audit(session, NOTICE, project=project_id, target=notice.key,
-                              rule=notice.rule, details={"to": "leader", "text": notice.words})
-                log.info("lifecycle_notice", project=project_id, notice=notice.key,
-                         text=notice.words)
-                notices.append(notice.key)
+            # Looked up and recorded in one write transaction: the daily job, the catch-up,
+            # the project's own job and a person's run may meet, and writes are serialised.
+            with services.store.write() as session:
+                if _sent(session, project_id, notice.key):
+                    continue
+                ctx.audit(session, NOTICE, project=project_id, target=notice.key,
+                          rule=notice.rule, details={"to": "leader", "text": notice.words})
+            log.info("lifecycle_notice", project=project_id, notice=notice.key,
+                     text=notice.words)
+            notices.append(notice.key)
         if plan.due is None or plan.due not in _SWEPT:
             waiting = None if plan.due is None else plan.due.value
             return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
                          waiting, bool(plan.held_by))
         done = apply_event(services, project_id, plan.due, audit=ctx.audit,
-                           details={"by": "schedule"}, expect=facts.state)
+                           details={"by": "schedule"}, expect=facts.state,
+                           recheck=still_due(plan.due, services.policies.current(),
+                                             plan.today))
         if done is not None:  # else another daemon took the step: decide again
             log.info("lifecycle_step", project=project_id, step=plan.due.value,
                      state=done.after.value, rule=done.rule)
@@ -106,8 +119,9 @@ def sweep(services: Services, actor: Caller, *, only: str | None = None) -> list
     for project_id in _project_ids(services, only):
         try:
             results.append(sweep_project(ctx, project_id))
-        except (VokterError, LookupError, RuntimeError) as error:
-            text = error.one_line() if isinstance(error, VokterError) else str(error)
+        except Exception as error:  # one project never stops the sweep of the others
+            text = error.one_line() if isinstance(error, VokterError) else (
+                f"{type(error).__name__}: {error}")
             log.error("lifecycle_sweep_failed", project=project_id, error=text)
             with services.store.write() as session:
                 ctx.audit(session, "lifecycle.sweep_failed", outcome="failed",

@@ -15,14 +15,17 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from agent.access.service import enforce_plan
+from agent.access.processes import find_holders
+from agent.access.service import MAX_REPORTED_PROCESSES, enforce_plan
 from agent.access.sync import (
     active_members,
     leader_reads_after_end,
     project_plan,
     publish_gate_view,
 )
-from agent.lifecycle.model import State
+from agent.audit.redact import redact_identity_numbers
+from agent.lifecycle.facts_io import project_facts
+from agent.lifecycle.model import ProjectFacts, State
 from agent.lifecycle.states import Event, advance
 from agent.services import Services
 from agent.store.tables import LegalHold, Project
@@ -53,7 +56,8 @@ def held(session: Session, project_id: str) -> bool:
 
 def apply_event(services: Services, project_id: str, event: Event, *, audit: Audit,
                 details: dict[str, Any] | None = None, end_date: date | None = None,
-                expect: State | None = None) -> Applied | None:
+                expect: State | None = None,
+                recheck: Callable[[ProjectFacts], bool] | None = None) -> Applied | None:
     """Move the project by ``event`` (refused as the table says), record and audit it in one
     transaction, then carry the new access through to the gate and the ACLs.
 
@@ -62,13 +66,17 @@ def apply_event(services: Services, project_id: str, event: Event, *, audit: Aud
     given, is stored in the same transaction (ending early, or a later end with REK).
     ``expect``: the state the caller decided from; when another daemon (or request) moved
     the project meanwhile, nothing is done and None returned. The row is locked while read
-    and written (PostgreSQL), so two daemons cannot both take the step."""
+    and written (PostgreSQL), so two daemons cannot both take the step. ``recheck`` is asked
+    again with the facts read under that lock (an end date moved, a retention recorded or a
+    hold placed since the caller decided): when it says no, nothing is done."""
     with services.store.write() as session:
         project = session.get(Project, project_id, with_for_update=True)
         if project is None:
             raise LookupError(project_id)
         before = State(project.state)
         if expect is not None and before is not expect:
+            return None
+        if recheck is not None and not recheck(project_facts(session, project)):
             return None
         transition = advance(before, event, held=held(session, project_id))
         project.state = transition.target.value
@@ -82,15 +90,32 @@ def apply_event(services: Services, project_id: str, event: Event, *, audit: Aud
         session.flush()
         plan = project_plan(session, project,
                             leader_reads_after_end=leader_reads_after_end(services))
-        # Owners keep their owner bits whatever the ACL says: at the end, every file of the
-        # zones owned by the leader or anyone with a role goes to root, or the leader could
-        # still write, and a member read, their own files (L8).
+        # Whose processes may still hold zone files (the ended plan itself gives every entry
+        # to root: owner bits would outlast the ACL, L8).
         owners = {row.uid for row in active_members(session, project_id)}
         if project.leader_uid is not None:
             owners.add(project.leader_uid)
     changed = 0
     if event in _ACCESS_CHANGES:
         publish_gate_view(services)
-        handover = {uid: 0 for uid in owners} if event is Event.END else None
-        changed = enforce_plan(plan, handover).changed
+        changed = enforce_plan(plan).changed
+    if event is Event.END:
+        _report_holders(services, project_id, owners, [zone.path for zone in plan.zones],
+                        audit)
     return Applied(project_id, event, before, transition.target, transition.rule, changed)
+
+
+def _report_holders(services: Services, project_id: str, uids: set[int], zones: list[str],
+                    audit: Audit) -> None:
+    """Processes that opened zone files before the end keep their descriptors: no gate sees
+    them any more. They are named in the trail, for the operator to end (as 'vokter member
+    remove --terminate' does for one person)."""
+    holds = [hold for uid in sorted(uids) for hold in find_holders(uid, zones)]
+    if not holds:
+        return
+    with services.store.write() as session:
+        audit(session, "lifecycle.open_files", project=project_id, target=project_id,
+              rule="L8",
+              details={"processes": [{"pid": hold.pid, "user": hold.user,
+                                      "program": redact_identity_numbers(hold.program)}
+                                     for hold in holds[:MAX_REPORTED_PROCESSES]]})

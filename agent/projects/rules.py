@@ -60,11 +60,22 @@ def check_title(title: str) -> str:
     return cleaned
 
 
+#: No REK approval runs longer; a date beyond is a typing error (9999-12-31), and the
+#: retention and notice dates computed from it must stay within the calendar.
+MAX_PROJECT_YEARS = 100
+
+
 def check_end_date(end_date: date, today: date) -> date:
     """A project is approved until its end date (L1); creating one already ended is a mistake."""
     if end_date < today:
         raise RuleViolation(
             f"end date {end_date.isoformat()} is in the past (today is {today.isoformat()})",
+            rule="L1",
+            hint="give the end date of the REK approval",
+        )
+    if end_date.year > today.year + MAX_PROJECT_YEARS:
+        raise InvalidRequest(
+            f"end date {end_date.isoformat()} is more than {MAX_PROJECT_YEARS} years away",
             rule="L1",
             hint="give the end date of the REK approval",
         )

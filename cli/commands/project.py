@@ -153,9 +153,11 @@ def shred_key(state: CliState, project_id: str, yes: bool, as_json: bool) -> Non
 @click.argument("project_id", metavar="PROJECT")
 @click.option("--on", "on", metavar="YYYY-MM-DD",
               help="The first day without access (default: today, at once).")
+@click.option("--yes", is_flag=True,
+              help="Confirm ending today without a prompt (required when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
-def end(state: CliState, project_id: str, on: str | None, as_json: bool) -> None:
+def end(state: CliState, project_id: str, on: str | None, yes: bool, as_json: bool) -> None:
     """End PROJECT early, or move its end later (root or the leader; L1).
 
     Ending takes access away at once: members and key custodians lose it, the leader keeps
@@ -163,11 +165,25 @@ def end(state: CliState, project_id: str, on: str | None, as_json: bool) -> None
     period, or after the retention REK approved. A later end needs a REK approval on record
     that covers it ('vokter approval add').
 
+    Ending today takes everyone's access away at once, and only a REK approval recorded by
+    root undoes it: on a terminal you type the project's id to confirm; elsewhere pass --yes.
+
     \b
     Examples:
       vokter project end p1234
+      vokter project end p1234 --yes --json
       vokter project end p1234 --on 2027-03-01
     """
+    if on is None and not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "ending a project takes access away at once: pass --yes to confirm when not "
+                "on a terminal")
+        typed = click.prompt(
+            f"This ends {project_id} now: members and key custodians lose access, the leader "
+            "only reads. Type the project id to confirm", default="", show_default=False)
+        if typed.strip() != project_id:
+            raise click.UsageError("the id typed does not match: nothing was ended")
     result = state.call("project.end", project=project_id, on=on)
     if as_json:
         print_json(result)

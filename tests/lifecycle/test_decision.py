@@ -169,3 +169,30 @@ def test_l1_l3_notices_fall_due_from_their_day_until_the_event() -> None:
     kept = project(State.RETAINED, approvals=(rek(date(2032, 12, 31)),))
     assert [n.key for n in decide(kept, POLICY, date(2032, 12, 15)).notices_due] == [
         "retention:2032-12-31"]
+
+
+def test_l3_a_retention_outgrowing_an_early_end_is_cut_to_five_years() -> None:
+    # Recorded when the end was 2030-12-31; the project was then ended on 2025-12-31.
+    approvals = (rek(date(2035, 12, 31)),)
+    assert retention_end(approvals, POLICY, date(2025, 12, 31)) == date(2030, 12, 31)
+    assert retention_end(approvals, POLICY, date(2030, 12, 31)) == date(2035, 12, 31)
+
+
+def test_l3_rek_s_amendment_replaces_the_approval_even_when_it_shortens_retention() -> None:
+    first = ApprovalFacts(1, ApprovalKind.REK, "2024/12345", retention_until=date(2033, 12, 31))
+    amended = ApprovalFacts(2, ApprovalKind.REK, "2024/12345", retention_until=date(2031, 6, 30))
+    other = ApprovalFacts(3, ApprovalKind.REK, "2025/999", retention_until=date(2030, 6, 30))
+    assert retention_end((first, amended), POLICY, END) == date(2031, 6, 30)
+    assert retention_end((first, amended, other), POLICY, END) == date(2031, 6, 30)
+
+
+def test_an_end_date_far_away_is_refused_before_it_can_overflow_the_calendar() -> None:
+    from agent.errors import InvalidRequest
+    from agent.projects.rules import check_end_date
+
+    with pytest.raises(InvalidRequest):
+        check_end_date(date(9999, 12, 31), date(2026, 11, 24))
+    assert check_end_date(date(2100, 1, 1), date(2026, 11, 24)) == date(2100, 1, 1)
+    plan = decide(ProjectFacts("p1", date(2126, 11, 24), State.ACTIVE), POLICY,
+                  date(2026, 11, 24))
+    assert plan.disposal_on is not None
