@@ -151,7 +151,7 @@ def decide(facts: ProjectFacts, policy: Policy, today: date) -> Plan:
     due = _due(facts.state, today, ends_on=ends_on, grace_over=grace_over, retained=retained,
                disposal_on=disposal_on, held=bool(held), copies_open=copies_open)
     notices = _notices(facts, today, notice_days=cycle.notice_days,
-                       kept_to=kept_to if retained else None)
+                       kept_to=kept_to if retained else None, held=bool(held))
     return Plan(project=facts.id, state=facts.state, today=today, due=due, steps=steps,
                 held_by=held, copies_open=copies_open, method=method, ends_on=ends_on,
                 disposal_on=None if disposed(facts.state) else disposal_on,
@@ -159,7 +159,7 @@ def decide(facts: ProjectFacts, policy: Policy, today: date) -> Plan:
 
 
 def _notices(facts: ProjectFacts, today: date, *, notice_days: int,
-             kept_to: date | None) -> tuple[Notice, ...]:
+             kept_to: date | None, held: bool) -> tuple[Notice, ...]:
     """The leader hears of the end, and of the retention's end, ``notice_days`` before."""
     due: list[Notice] = []
     before = timedelta(days=notice_days)
@@ -169,9 +169,11 @@ def _notices(facts: ProjectFacts, today: date, *, notice_days: int,
                           "access, and the data is disposed of unless REK approved keeping it"))
     if (kept_to is not None and facts.state in (State.ACTIVE, State.ENDED, State.RETAINED)
             and kept_to - before <= today <= kept_to):
+        then = ("a legal hold stands: nothing is disposed of until it is released" if held
+                else "then the data is disposed of")
         due.append(Notice(f"retention:{kept_to.isoformat()}", kept_to - before, "L3",
                           f"the approved retention of {facts.id} ends after "
-                          f"{kept_to.isoformat()}; then the data is disposed of"))
+                          f"{kept_to.isoformat()}; {then}"))
     return tuple(due)
 
 
