@@ -34,7 +34,7 @@ from agent.access.users import lookup_user
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import MemberAddArgs, MemberRemoveArgs, ProjectRef
 from agent.audit.redact import redact_identity_numbers
-from agent.errors import InvalidRequest, NotFound, PermissionDenied
+from agent.errors import InvalidRequest, NotFound, PermissionDenied, RuleViolation
 from agent.projects import rules as project_rules
 from agent.projects.service import project_for
 from agent.store.tables import Member, Project
@@ -80,6 +80,17 @@ def authorize(
     )
 
 
+def check_grantable(project_id: str, state: str, role: str) -> None:
+    """Pure: after a project's end nobody is given access to it (L8), or the end's taking
+    access away would be undone by a grant. An auditor may still be appointed: auditors keep
+    the logs, which outlive the project, and the zones admit no auditor anyway."""
+    if state != "active" and role != "auditor":
+        raise RuleViolation(
+            f"{project_id} has ended ({state}): no one is given a role in it any more",
+            rule="L8",
+            hint="the leader keeps read access; root may still appoint an auditor")
+
+
 def add_member(ctx: RequestContext, args: MemberAddArgs) -> dict[str, Any]:
     role = rules.check_role(args.role)
     reason = rules.check_reason(args.reason)
@@ -89,12 +100,17 @@ def add_member(ctx: RequestContext, args: MemberAddArgs) -> dict[str, Any]:
     action = GRANT_ACTION[role]
     with services.store.read() as session:
         project = authorize(session, ctx, args.project, action)
+    check_grantable(project.id, project.state, role)
     expires = rules.check_expiry(args.expires, ctx.today(), project.end_date)
     user = lookup_user(user_name)
     if user.uid == 0:
         raise InvalidRequest("root has access to everything already and is never a member")
     now = services.clock.now()
     with services.store.write() as session:
+        # Again where the grant is written: the project may have ended since (writes are
+        # serialised, so the end cannot slip in between this check and the grant).
+        current = session.get(Project, project.id)
+        check_grantable(project.id, project.state if current is None else current.state, role)
         rules.check_grant(
             active_grants(session, project.id),
             user=user.name,

@@ -7,8 +7,9 @@ where the file is from the descriptor itself, finds the project and zone holding
 and, to encrypt in place, walks from the zone root down to the file's folder without following
 a symlink and checks that the name there is still the very file passed. Who may do what is the
 access plan's answer: whoever may open files in a zone may encrypt them there (and root, the
-operator); the same people, but never root, may decrypt. The daemon writes no plaintext
-anywhere itself: decrypted bytes go only into the descriptor the client opened.
+operator); the same people, but never root, may decrypt. Once the project has ended, only
+root encrypts and only the leader decrypts, in a zone or outside one (L8). The daemon writes
+no plaintext anywhere itself: decrypted bytes go only into the descriptor the client opened.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlmodel import Session
 from agent.access.acl import proc_path
 from agent.access.permissions import Action, Relation, hides_existence, may
 from agent.access.plan import ZONE_RELATIONS, ZoneAccess, ZoneKind, build_gate_view
-from agent.access.sync import all_plans
+from agent.access.sync import all_plans, leader_reads_after_end
 from agent.api.descriptors import checked_file
 from agent.api.dispatch import Caller, RequestContext
 from agent.api.schemas import CryptoDecryptArgs, CryptoEncryptArgs
@@ -33,7 +34,13 @@ from agent.crypto import inplace
 from agent.crypto.journal import journal_dir
 from agent.crypto.stream_io import decrypt_stream
 from agent.crypto.wrapping import file_associated_data
-from agent.errors import Failed, InvalidRequest, PermissionDenied, VokterError
+from agent.errors import (
+    Failed,
+    InvalidRequest,
+    PermissionDenied,
+    RuleViolation,
+    VokterError,
+)
 from agent.projects.service import caller_relation, project_for
 from agent.services import Services
 from agent.store.tables import Project
@@ -65,10 +72,24 @@ def may_touch(action: Action, relation: Relation, uid: int, zone: ZoneAccess) ->
     return relation is Relation.ROOT or uid in zone.uids or uid in readers
 
 
-def may_decrypt_elsewhere(relation: Relation) -> bool:
+def may_decrypt_elsewhere(relation: Relation, *, ended: bool = False,
+                          leader_reads: bool = True) -> bool:
     """Pure: a copy outside every zone (an export taken out) is decrypted by the project's
-    leader and members, the people data and export zones admit; never root."""
+    leader and members, the people data and export zones admit; never root. After the end
+    only the leader, as long as the policy lets the leader read (L8): members keep their rows
+    after the end, but not their access, wherever their copy of a ciphertext lies."""
+    if ended:
+        return may_after_end(Action.DATA_DECRYPT, relation, leader_reads=leader_reads)
     return may(Action.DATA_DECRYPT, relation) and relation in ZONE_RELATIONS[ZoneKind.DATA]
+
+
+def may_after_end(action: Action, relation: Relation, *, leader_reads: bool) -> bool:
+    """Pure: who still encrypts or decrypts a project's files once it is no longer active
+    (L8). Nobody changes them any more but root, the operator; the leader keeps reading,
+    when the policy says so, and decrypting is reading."""
+    if action is Action.DATA_ENCRYPT:
+        return relation is Relation.ROOT
+    return relation is Relation.LEADER and leader_reads
 
 
 def opened_path(fd: int) -> str:
@@ -136,6 +157,23 @@ def _refuse(action: Action, relation: Relation, path: str) -> VokterError:
         rule="S6", hint="the key zone is for key custodians; data and export zones for members")
 
 
+def _after_end(action: Action, relation: Relation, project: Project, path: str,
+               leader_reads: bool) -> None:
+    """Refuse what the end of ``project`` took away (L8); an outsider and root are told what
+    they would be told while it was active, so the refusal says nothing new to them."""
+    if project.state == "active" or may_after_end(action, relation, leader_reads=leader_reads):
+        return
+    if relation is Relation.ROOT or hides_existence(relation):
+        raise _refuse(action, relation, path)
+    if action is Action.DATA_ENCRYPT:
+        raise RuleViolation(f"{project.id} has ended ({project.state}): its files are changed "
+                            "by no one now; only root, the operator, encrypts them", rule="L8",
+                            hint="ask the operator")
+    raise RuleViolation(f"{project.id} has ended ({project.state}): only its leader decrypts "
+                        "its files now", rule="L8",
+                        hint=f"ask {project.leader}, who keeps read access after the end")
+
+
 def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any]:
     (fd,) = ctx.fds
     # Replacing a file is writing it: the client shows it may, by opening it read-write.
@@ -151,6 +189,8 @@ def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any
         relation = caller_relation(session, ctx, where.project)
     project_id = where.project.id
     try:
+        _after_end(Action.DATA_ENCRYPT, relation, where.project, path,
+                   leader_reads_after_end(services))
         if not may_touch(Action.DATA_ENCRYPT, relation, ctx.caller.uid, where.zone):
             raise _refuse(Action.DATA_ENCRYPT, relation, path)
         inplace.check_name(where.name)
@@ -176,11 +216,13 @@ def encrypt_file(ctx: RequestContext, _args: CryptoEncryptArgs) -> dict[str, Any
 def _decrypt_project(session: Session, ctx: RequestContext, where: Located | None, path: str,
                      asked: str | None) -> tuple[str, str | None]:
     """The project whose key decrypts the file, and its zone (None outside every zone)."""
+    leader_reads = leader_reads_after_end(ctx.services)
     if where is not None:
         if asked is not None and asked != where.project.id:
             raise InvalidRequest(f"{path} lies in another project's zone than {asked}",
                                  hint="leave out --project for files in a zone")
         relation = caller_relation(session, ctx, where.project)
+        _after_end(Action.DATA_DECRYPT, relation, where.project, path, leader_reads)
         if not may_touch(Action.DATA_DECRYPT, relation, ctx.caller.uid, where.zone):
             raise _refuse(Action.DATA_DECRYPT, relation, path)
         return where.project.id, where.zone.kind.value
@@ -190,7 +232,9 @@ def _decrypt_project(session: Session, ctx: RequestContext, where: Located | Non
     if ctx.caller.uid == 0:
         raise _refuse(Action.DATA_DECRYPT, Relation.ROOT, path)
     project, relation = project_for(session, ctx, asked, Action.DATA_DECRYPT)
-    if not may_decrypt_elsewhere(relation):
+    _after_end(Action.DATA_DECRYPT, relation, project, path, leader_reads)
+    if not may_decrypt_elsewhere(relation, ended=project.state != "active",
+                                 leader_reads=leader_reads):
         raise _refuse(Action.DATA_DECRYPT, relation, path)
     return project.id, None
 

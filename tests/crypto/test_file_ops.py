@@ -14,7 +14,12 @@ from agent.access.permissions import Action, Relation
 from agent.access.plan import ProjectZones, ZoneKind, plan_access
 from agent.access.rules import Grant
 from agent.api.descriptors import checked_file
-from agent.crypto.file_ops import may_decrypt_elsewhere, may_touch, opened_path
+from agent.crypto.file_ops import (
+    may_after_end,
+    may_decrypt_elsewhere,
+    may_touch,
+    opened_path,
+)
 from agent.errors import InvalidRequest
 
 LEADER, MEMBER, CUSTODIAN, AUDITOR, OUTSIDER = 1001, 1002, 1003, 1004, 1005
@@ -60,6 +65,20 @@ def test_s6_a_leader_who_is_also_key_custodian_decrypts_in_the_key_zone() -> Non
 def test_s3_copies_outside_every_zone_are_decrypted_by_the_leader_and_members_only() -> None:
     assert {r for r in Relation if may_decrypt_elsewhere(r)} == {Relation.LEADER,
                                                                  Relation.MEMBER}
+
+
+def test_l8_after_the_end_only_root_encrypts_and_only_the_leader_decrypts() -> None:
+    assert {r for r in Relation if may_after_end(Action.DATA_ENCRYPT, r, leader_reads=True)} \
+        == {Relation.ROOT}
+    assert {r for r in Relation if may_after_end(Action.DATA_DECRYPT, r, leader_reads=True)} \
+        == {Relation.LEADER}
+    assert {r for r in Relation
+            if may_decrypt_elsewhere(r, ended=True, leader_reads=True)} == {Relation.LEADER}
+
+
+def test_l8_a_policy_that_takes_the_leaders_reading_away_leaves_no_one_to_decrypt() -> None:
+    assert not any(may_after_end(Action.DATA_DECRYPT, r, leader_reads=False) for r in Relation)
+    assert not any(may_decrypt_elsewhere(r, ended=True, leader_reads=False) for r in Relation)
 
 
 @pytest.fixture

@@ -194,17 +194,24 @@ def test_s6_a_member_is_refused_a_key_zone_file_that_a_key_custodian_decrypts(
     assert "no such file" in line or "permission denied" in line
 
 
-def test_s3_outside_every_zone_a_member_names_the_project_and_an_outsider_learns_nothing(
-        enclave: Enclave) -> None:
-    member, outsider = enclave.member, enclave.outsider
+def copied_out(enclave: Enclave) -> Path:
+    """A table the member encrypted in the data zone, its ciphertext copied to a folder
+    outside every zone that everyone may read (an export taken out)."""
     plain = enclave.data / "table.csv"
-    enclave.write_as(member, plain, b"n;mean\n10;4.2\n")
-    ok(enclave.vokter("encrypt", str(plain), user=member))
+    enclave.write_as(enclave.member, plain, b"n;mean\n10;4.2\n")
+    ok(enclave.vokter("encrypt", str(plain), user=enclave.member))
     shared = enclave.daemon.root / "shared"
     shared.mkdir(mode=0o755)
     copy = shared / "table.csv.tink"
     copy.write_bytes((enclave.data / "table.csv.tink").read_bytes())
     copy.chmod(0o644)
+    return copy
+
+
+def test_s3_outside_every_zone_a_member_names_the_project_and_an_outsider_learns_nothing(
+        enclave: Enclave) -> None:
+    member, outsider = enclave.member, enclave.outsider
+    copy = copied_out(enclave)
     os.chown(copy, enclave.member.uid, enclave.member.gid)  # theirs: encrypting needs write
     line = refused(enclave.vokter("decrypt", str(copy), "-o", str(enclave.home(member) / "t"),
                                   user=member))
@@ -222,6 +229,34 @@ def test_s3_outside_every_zone_a_member_names_the_project_and_an_outsider_learns
     assert os.listdir(enclave.home(outsider)) == []
     line = refused(enclave.vokter("encrypt", str(copy), user=member))
     assert "not in any project's zone" in line
+
+
+def test_l8_after_the_end_a_members_copy_is_not_decrypted_and_the_leaders_is(
+        enclave: Enclave) -> None:
+    """Members keep their rows after the end but not their access: a ciphertext they copied
+    out before the end no longer opens for them; the leader, who keeps reading, decrypts it."""
+    member, leader = enclave.member, enclave.leader
+    copy = copied_out(enclave)
+    ok(enclave.vokter("project", "end", PROJECT, "--yes", user=leader))
+    line = refused(enclave.vokter("decrypt", str(copy), "-o", str(enclave.home(member) / "t"),
+                                  "--project", PROJECT, user=member))
+    assert line == (f"vokter: {PROJECT} has ended (ended): only its leader decrypts its files "
+                    f"now (L8); ask {leader.name}, who keeps read access after the end")
+    assert os.listdir(enclave.home(member)) == []
+    line = refused(enclave.vokter("decrypt", str(copy), "-o",
+                                  str(enclave.home(enclave.custodian) / "t"), "--project",
+                                  PROJECT, user=enclave.custodian))
+    assert "(L8)" in line
+    line = refused(enclave.vokter("decrypt", str(copy), "-o",
+                                  str(enclave.home(enclave.outsider) / "t"), "--project",
+                                  PROJECT, user=enclave.outsider))
+    assert f"no project {PROJECT}" in line and "L8" not in line
+    ok(enclave.vokter("decrypt", str(copy), "-o", str(enclave.home(leader) / "t"),
+                      "--project", PROJECT, user=leader))
+    assert (enclave.home(leader) / "t").read_bytes() == b"n;mean\n10;4.2\n"
+    outcomes = [(e["actor"], e["outcome"], e["rule"]) for e in decrypted_events(enclave.daemon)]
+    assert outcomes == [(member.name, "refused", "L8"), (enclave.custodian.name, "refused", "L8"),
+                        (enclave.outsider.name, "refused", None), (leader.name, "ok", None)]
 
 
 def vm_hwm(pid: int) -> int:
