@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -73,6 +73,15 @@ def attached(attachments: Attachments) -> Iterator[None]:
         _ATTACHED.reset(token)
 
 
+@dataclass(slots=True)
+class Concerning:
+    """The project (and record) a request turned out to be about, when its arguments name only
+    a record by number (``hold.release 3``): its refusal then joins that project's chain."""
+
+    project: str | None = None
+    target: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     caller: Caller
@@ -80,9 +89,18 @@ class RequestContext:
     #: Descriptors passed with the request, as many as the operation takes (``Operation.fds``).
     fds: tuple[int, ...] = ()
     progress: Progress = no_progress
+    concerning: Concerning = field(default_factory=Concerning, compare=False)
 
     def today(self) -> date:
         return self.services.clock.now().date()
+
+    def concerns(self, project: str, target: str) -> None:
+        """Say which project this request is about, once the handler has found it through a
+        record's number. Call it only when the caller may know the project exists (an
+        outsider's refusal stays out of the project's chain, so the chain does not tell them
+        the record was real)."""
+        self.concerning.project = project
+        self.concerning.target = target
 
     def audit(
         self,
@@ -126,13 +144,14 @@ class Operation:
 
 
 def record_refusal(
-    services: Services, caller: Caller, action: str, error: VokterError, project: str | None
+    services: Services, caller: Caller, action: str, error: VokterError, project: str | None,
+    target: str | None = None,
 ) -> None:
     """Audit a refusal in a transaction of its own (the refused change was rolled back).
 
     The refusal joins a project's chain only if that project exists: otherwise anyone could
     start a chain, and grow every checkpoint, by asking about made-up projects. The name they
-    asked for is still recorded, as the target."""
+    asked for is still recorded, as the target (or ``target``, the record asked for)."""
     context = RequestContext(caller, services)
     try:
         with services.store.write() as session:
@@ -142,7 +161,7 @@ def record_refusal(
                 action,
                 outcome=error.outcome,
                 project=project if known else None,
-                target=project,
+                target=target or project,
                 rule=error.rule,
                 details={"error": type(error).__name__, "message": error.message[:500]},
             )
@@ -169,6 +188,7 @@ def dispatch(
     extra = attachments or _ATTACHED.get() or Attachments()
     action = "request"
     project: str | None = None
+    concerning = Concerning()
     try:
         envelope = parse_envelope(message)
         operation = operations.get(envelope.op)
@@ -184,15 +204,17 @@ def dispatch(
                 f"{envelope.op} takes {operation.fds} file descriptor{plural}; "
                 f"{len(extra.fds)} came with the request")
         args: BaseModel = parse_args(operation.args, envelope.args)
-        context = RequestContext(caller, services, extra.fds, extra.progress)
+        context = RequestContext(caller, services, extra.fds, extra.progress, concerning)
         result = operation.handler(context, args)
         return {"ok": True, "result": result}
     except VokterError as error:
-        record_refusal(services, caller, action, error, project)
+        record_refusal(services, caller, action, error, concerning.project or project,
+                       concerning.target)
         return {"ok": False, "error": error.to_wire()}
     except Exception:
         log.exception("request_failed", action=action, uid=caller.uid)
         failure = Failed("the daemon hit an internal error; nothing was changed",
                          hint="see the daemon's log")
-        record_refusal(services, caller, action, failure, project)
+        record_refusal(services, caller, action, failure, concerning.project or project,
+                       concerning.target)
         return {"ok": False, "error": failure.to_wire()}

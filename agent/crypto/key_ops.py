@@ -17,6 +17,8 @@ from agent.api.dispatch import RequestContext
 from agent.api.schemas import KeyShredArgs, NoArgs
 from agent.crypto.keystore import ROTATED_ACTION
 from agent.errors import InvalidRequest, PermissionDenied
+from agent.lifecycle.holds import check_not_held
+from agent.lifecycle.transitions import held
 from agent.projects.service import project_for
 
 log = structlog.get_logger("vokterd.keys")
@@ -31,7 +33,8 @@ def _root_only(ctx: RequestContext, what: str) -> None:
 
 
 def shred_key(ctx: RequestContext, args: KeyShredArgs) -> dict[str, Any]:
-    """Destroy the project's keyset (S3): every file encrypted under it becomes unreadable."""
+    """Destroy the project's keyset (S3): every file encrypted under it becomes unreadable.
+    Never while a legal hold stands (L5): the case may need the data the key opens."""
     if args.confirm != args.project:
         raise InvalidRequest(
             f"the confirmation '{args.confirm}' does not name the project {args.project}",
@@ -41,6 +44,8 @@ def shred_key(ctx: RequestContext, args: KeyShredArgs) -> dict[str, Any]:
     now = ctx.services.clock.now()
     with ctx.services.store.write() as session:
         project, _relation = project_for(session, ctx, args.project, Action.KEY_SHRED)
+        # In the shredding transaction: writes are serialised, so no hold slips in between.
+        check_not_held(held(session, project.id), project.id, "shredding its key")
         result = key_store.shred(session, project.id, now, ctx.caller.name)
         ctx.audit(session, SHREDDED_ACTION, project=project.id, target=project.id, rule="S3",
                   details=result)

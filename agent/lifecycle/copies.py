@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.errors import AlreadyExists, InvalidRequest
+from agent.errors import AlreadyExists, InvalidRequest, RuleViolation
 from agent.lifecycle.holds import check_line, same_text
-from agent.lifecycle.model import CopyFacts
+from agent.lifecycle.model import CopyFacts, State
 
 COPY_REGISTERED = "copy.registered"
 COPY_DISPOSED = "copy.disposed"
@@ -42,6 +42,18 @@ def check_not_registered(copies: Iterable[CopyFacts], location: str) -> None:
         if not copy.disposed_confirmed and same_text(copy.location, location):
             raise AlreadyExists(f"copy {copy.id} at that location is already registered",
                                 rule="L2", hint="see 'vokter copy list'")
+
+
+def check_registrable(project_id: str, state: State) -> None:
+    """A closed project was closed because every copy was confirmed disposed of: nothing
+    tracks a copy registered after that, so the registration is refused rather than
+    recorded where no step of the end will ever ask for its disposal again."""
+    if state is State.CLOSED:
+        raise RuleViolation(
+            f"{project_id} is closed: every registered copy was confirmed disposed of, and no "
+            "copy is registered after that", rule="L2",
+            hint="a copy found after the close is an incident: report it to the data "
+                 "protection officer")
 
 
 def check_confirmable(copy: CopyFacts) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from agent.access.permissions import Action, Relation
+from agent.access.permissions import Action, Relation, hides_existence
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import CopyAddArgs, CopyConfirmArgs, ProjectRef
 from agent.errors import NotFound, Refused
@@ -26,9 +26,12 @@ from agent.lifecycle.copies import (
     check_location,
     check_not_registered,
     check_note,
+    check_registrable,
 )
 from agent.lifecycle.facts_io import copy_facts
-from agent.lifecycle.holds import refusal
+from agent.lifecycle.holds import check_not_held, refusal
+from agent.lifecycle.model import State
+from agent.lifecycle.transitions import held
 from agent.projects.service import caller_relation, project_for
 from agent.store.tables import Project, RegisteredCopy
 
@@ -72,11 +75,12 @@ def _copies_of(session: Session, project_id: str) -> list[RegisteredCopy]:
 
 
 def add_copy(ctx: RequestContext, args: CopyAddArgs) -> dict[str, Any]:
-    """Register a copy kept outside the enclave, in whatever state the project is: a copy
-    found late still has to be disposed of."""
+    """Register a copy kept outside the enclave, in whatever state the project is short of
+    closed: a copy found late still has to be disposed of."""
     with ctx.services.store.write() as session:
         project, relation = project_for(session, ctx, args.project, Action.PROJECT_SHOW)
         _guard(Action.COPY_ADD, relation, project.id)
+        check_registrable(project.id, State(project.state))
         location = check_location(args.location)
         note = check_note(args.note, "the copy")
         check_not_registered([copy_facts(row) for row in _copies_of(session, project.id)],
@@ -101,8 +105,13 @@ def confirm_disposed(ctx: RequestContext, args: CopyConfirmArgs) -> dict[str, An
         if row is None or project is None:
             raise NotFound(f"no registered copy {args.id}",
                            hint="see 'vokter copy list PROJECT'")
-        _guard(Action.COPY_CONFIRM, caller_relation(session, ctx, project), project.id, row.id)
+        relation = caller_relation(session, ctx, project)
+        if not hides_existence(relation):
+            ctx.concerns(project.id, f"registered copy {row.id}")
+        _guard(Action.COPY_CONFIRM, relation, project.id, row.id)
         check_confirmable(copy_facts(row))
+        check_not_held(held(session, project.id), project.id,
+                       f"confirming copy {row.id} disposed of")
         note = check_note(args.note, "its disposal")
         row.disposed_confirmed_by = ctx.caller.name
         row.disposed_confirmed_at = ctx.services.clock.now()

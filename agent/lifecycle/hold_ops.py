@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from agent.access.permissions import Action, Relation, may
+from agent.access.permissions import Action, Relation, hides_existence, may
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import HoldListArgs, HoldPlaceArgs, HoldReleaseArgs
 from agent.errors import NotFound, Refused
@@ -104,7 +104,10 @@ def release_hold(ctx: RequestContext, args: HoldReleaseArgs) -> dict[str, Any]:
         project = None if row is None else session.get(Project, row.project_id)
         if row is None or project is None:
             raise NotFound(f"no legal hold {args.id}", hint="see 'vokter hold list'")
-        _guard(Action.HOLD_RELEASE, caller_relation(session, ctx, project), project.id, row.id)
+        relation = caller_relation(session, ctx, project)
+        if not hides_existence(relation):
+            ctx.concerns(project.id, f"legal hold {row.id}")
+        _guard(Action.HOLD_RELEASE, relation, project.id, row.id)
         check_releasable(hold_facts(row))
         note = check_note(args.note, "releasing")
         row.released_by = ctx.caller.name

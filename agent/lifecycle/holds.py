@@ -14,7 +14,14 @@ from collections.abc import Iterable
 
 from agent.access.permissions import Action, Relation, hides_existence, may
 from agent.audit.redact import redact_identity_numbers
-from agent.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied, Refused
+from agent.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    RuleViolation,
+)
 from agent.lifecycle.model import HoldFacts, HoldReason
 
 HOLD_PLACED = "hold.placed"
@@ -92,6 +99,16 @@ def check_not_standing(holds: Iterable[HoldFacts], reason: HoldReason, reference
         if hold.open and hold.reason is reason and same_text(hold.reference, reference):
             raise AlreadyExists(f"legal hold {hold.id} ({reason.value}, {hold.reference}) "
                                 "already stands", rule="L5", hint="see 'vokter hold list'")
+
+
+def check_not_held(held: bool, project_id: str, act: str) -> None:
+    """Nothing that cannot be undone happens while a hold stands (L5): a destroyed key or a
+    copy confirmed gone is evidence the case may still need. ``act`` names what was asked
+    ("shredding its key")."""
+    if held:
+        raise RuleViolation(f"{project_id} is under a legal hold: {act} is refused until the "
+                            "hold is released", rule="L5",
+                            hint=f"see 'vokter hold list {project_id} --open'")
 
 
 def check_releasable(hold: HoldFacts) -> None:

@@ -105,6 +105,8 @@ def test_l5_the_leader_can_list_holds_but_cannot_place_or_release_one(
     for action in ("hold.place", "hold.release"):
         [event] = [e for e in enclave.events(action) if e["outcome"] == "refused"]
         assert (event["actor"], event["rule"]) == (enclave.leader.name, "L5")
+        # In the project's chain, where its auditors look, though a release names only a hold.
+        assert event["project_id"] == PROJECT
     assert enclave.events("hold.released") == []
 
 
@@ -223,3 +225,51 @@ def test_l2_only_root_and_the_leader_register_and_confirm_copies(enclave: Enclav
     assert [c["status"] for c in enclave.run("copy", "list", PROJECT)] == ["kept"]
     assert len(enclave.events("copy.registered")) == 1
     assert enclave.events("copy.disposed") == []
+
+
+def test_l5_refused_releases_and_confirmations_by_number_reach_the_projects_chain(
+        enclave: Enclave) -> None:
+    """Only for callers who know the project: an outsider's guess stays out of its chain."""
+    placed = enclave.place()
+    added = enclave.run("copy", "add", PROJECT, "--location", "tape T-1", "--note", "backup")
+    for args, user in (
+        (("hold", "release", str(placed["id"]), "--note", "x"), enclave.member),
+        (("copy", "confirm-disposed", str(added["id"]), "--note", "x"), enclave.auditor),
+        (("hold", "release", str(placed["id"]), "--note", "x"), enclave.outsider),
+        (("copy", "confirm-disposed", str(added["id"]), "--note", "x"), enclave.outsider),
+    ):
+        one_line_failure(enclave.daemon.vokter(*args, user=user.name))
+    refused = [(e["action"], e["actor"], e["project_id"], e["target"])
+               for e in enclave.daemon.audit_events() if e["outcome"] == "refused"]
+    assert refused == [
+        ("hold.release", enclave.member.name, PROJECT, f"legal hold {placed['id']}"),
+        ("copy.confirm", enclave.auditor.name, PROJECT, f"registered copy {added['id']}"),
+        ("hold.release", enclave.outsider.name, None, None),
+        ("copy.confirm", enclave.outsider.name, None, None),
+    ]
+
+
+def test_l5_while_a_hold_stands_no_key_is_shredded_and_no_copy_confirmed_disposed_of(
+        enclave: Enclave) -> None:
+    added = enclave.run("copy", "add", PROJECT, "--location", "tape T-1", "--note", "backup")
+    placed = enclave.place(enclave.auditor)
+    line = one_line_failure(enclave.daemon.vokter("project", "shred-key", PROJECT, "--yes"))
+    assert line == (f"vokter: {PROJECT} is under a legal hold: shredding its key is refused "
+                    f"until the hold is released (L5); see 'vokter hold list {PROJECT} --open'")
+    line = one_line_failure(enclave.daemon.vokter(
+        "copy", "confirm-disposed", str(added["id"]), "--note", "tape degaussed",
+        user=enclave.leader.name))
+    assert line.startswith(f"vokter: {PROJECT} is under a legal hold: confirming copy "
+                           f"{added['id']} disposed of is refused until the hold is released")
+    assert [c["status"] for c in enclave.run("copy", "list", PROJECT)] == ["kept"]
+    assert enclave.events("project.key_shredded") == enclave.events("copy.disposed") == []
+    refused = [(e["action"], e["rule"], e["project_id"]) for e in enclave.daemon.audit_events()
+               if e["outcome"] == "refused"]
+    assert refused == [("project.shred_key", "L5", PROJECT), ("copy.confirm", "L5", PROJECT)]
+
+    ok(enclave.daemon.vokter("hold", "release", str(placed["id"]), "--note", "case closed",
+                             user=enclave.auditor.name))
+    ok(enclave.daemon.vokter("copy", "confirm-disposed", str(added["id"]), "--note",
+                             "tape degaussed", user=enclave.leader.name))
+    ok(enclave.daemon.vokter("project", "shred-key", PROJECT, "--yes"))
+    assert len(enclave.events("project.key_shredded")) == 1

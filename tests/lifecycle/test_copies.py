@@ -7,7 +7,14 @@ import pytest
 
 from agent.access.permissions import Action, Relation
 from agent.audit.redact import MASK
-from agent.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied, Refused
+from agent.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    RuleViolation,
+)
 from agent.lifecycle.copies import (
     MAX_LOCATION,
     MAX_NOTE,
@@ -16,9 +23,10 @@ from agent.lifecycle.copies import (
     check_location,
     check_not_registered,
     check_note,
+    check_registrable,
 )
 from agent.lifecycle.holds import refusal
-from agent.lifecycle.model import CopyFacts
+from agent.lifecycle.model import CopyFacts, State
 from tests.support.identity_numbers import valid_numbers
 
 TAPE = "UiO backup tape T-0042"
@@ -106,3 +114,16 @@ def test_l2_a_member_asking_for_a_copy_by_number_is_told_it_does_not_exist() -> 
     assert refused.one_line() == "no registered copy 2; see 'vokter copy list PROJECT'"
     listing = guard(Action.COPY_LIST, Relation.MEMBER)
     assert isinstance(listing, PermissionDenied) and listing.rule == "L2"
+
+
+@pytest.mark.parametrize("state", [s for s in State if s is not State.CLOSED])
+def test_l2_a_copy_found_late_is_registered_in_any_state_short_of_closed(state: State) -> None:
+    check_registrable("p1234", state)
+
+
+def test_l2_a_closed_project_registers_no_copy_nothing_would_track() -> None:
+    with pytest.raises(RuleViolation) as refused:
+        check_registrable("p1234", State.CLOSED)
+    assert refused.value.rule == "L2"
+    assert refused.value.message.startswith("p1234 is closed: every registered copy was "
+                                            "confirmed disposed of")

@@ -9,11 +9,19 @@ import pytest
 
 from agent.access.permissions import Action, Relation
 from agent.audit.redact import MASK
-from agent.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied, Refused
+from agent.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    RuleViolation,
+)
 from agent.lifecycle.holds import (
     MAX_NOTE,
     MAX_REFERENCE,
     check_line,
+    check_not_held,
     check_not_standing,
     check_note,
     check_reason,
@@ -158,3 +166,13 @@ def test_l5_a_released_hold_cannot_be_released_again() -> None:
         check_releasable(HoldFacts(7, SUPERVISORY, "24/01234", released_on=date(2031, 2, 1)))
     assert refused.value.rule == "L5"
     assert refused.value.message == "legal hold 7 was already released on 2031-02-01"
+
+
+def test_l5_nothing_irreversible_is_done_while_a_hold_stands() -> None:
+    check_not_held(False, "p1234", "shredding its key")
+    with pytest.raises(RuleViolation) as refused:
+        check_not_held(True, "p1234", "shredding its key")
+    assert refused.value.rule == "L5"
+    assert refused.value.one_line() == (
+        "p1234 is under a legal hold: shredding its key is refused until the hold is released "
+        "(L5); see 'vokter hold list p1234 --open'")
