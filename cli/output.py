@@ -48,6 +48,25 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
         print("\t".join(_one_line(_cell(row.get(key))) for key, _ in columns))
 
 
+def clean(text: str) -> str:
+    """Text other people wrote (reasons, notes, file names, program names) must not break a
+    record over lines or send control sequences to the reader's terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
+def minute(moment: str) -> str:
+    """An ISO time to the minute, as people read it in a table; the JSON keeps it whole."""
+    return moment[:16].replace("T", " ")
+
+
+def printable(rows: Sequence[Mapping[str, Any]], times: Sequence[str] = ()
+              ) -> list[dict[str, Any]]:
+    """Rows as a table shows them: every text cleaned, the ``times`` columns to the minute."""
+    return [{key: minute(value) if key in times and isinstance(value, str)
+             else clean(value) if isinstance(value, str) else value
+             for key, value in row.items()} for row in rows]
+
+
 def _one_line(text: str) -> str:
     """A record per line in a pipe: no tab or line break inside a cell can split it."""
     return " ".join(text.replace("\t", " ").splitlines())

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cli.context import CliState, pass_state
-from cli.output import print_json, print_table
+from cli.output import clean, print_json, print_table, printable
 
 REVIEW_COLUMNS = [
     ("project", "PROJECT"),
@@ -60,7 +60,7 @@ def review(state: CliState, project_id: str | None, as_json: bool, as_csv: bool)
         _write_csv(rows)
     else:
         where = project_id or "any project you may review"
-        print_table(_printable(rows), REVIEW_COLUMNS,
+        print_table(printable(rows), REVIEW_COLUMNS,
                     empty=f"No one has had access to {where}.")
 
 
@@ -77,8 +77,8 @@ def _acl_text(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, list | tuple):
-        return ",".join(_clean(str(entry)) for entry in value) or "none"
-    return _clean(str(value)) or "none"
+        return ",".join(clean(str(entry)) for entry in value) or "none"
+    return clean(str(value)) or "none"
 
 
 @access.command("check")
@@ -102,17 +102,7 @@ def check(state: CliState, project_id: str, as_json: bool) -> None:
         return
     click.echo(f"checked {result['checked']} entries, repaired {result['repaired']}")
     for drift in result.get("drift") or []:
-        path = _clean(str(drift["path"]))
+        path = clean(str(drift["path"]))
         click.echo(f"{path}: found {_acl_text(drift.get('found'))}, "
                    f"set {_acl_text(drift.get('set'))}")
 
-
-def _clean(text: str) -> str:
-    """Text written by other people (reasons, file names, program names) must not break a
-    record over lines or send control sequences to the reader's terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{key: _clean(value) if isinstance(value, str) else value
-             for key, value in row.items()} for row in rows]

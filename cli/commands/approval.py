@@ -11,7 +11,7 @@ import click
 from agent.api import UsageError
 from agent.lifecycle.model import ApprovalKind
 from cli.context import CliState, pass_state
-from cli.output import print_json, print_table, warn
+from cli.output import clean, print_json, print_table, printable, warn
 
 KINDS = tuple(kind.value for kind in ApprovalKind)
 
@@ -89,7 +89,7 @@ def add(state: CliState, project_id: str, kind: str, reference: str, valid_until
         return
     recorded = result["approval"]
     line = (f"recorded {recorded['kind']} approval {recorded['id']} of {recorded['project']} "
-            f"({_clean(recorded['reference'])})")
+            f"({clean(recorded['reference'])})")
     if recorded.get("retention_until"):
         line += f": data kept until {recorded['retention_until']} ({result['rule']})"
     click.echo(line)
@@ -117,11 +117,6 @@ def list_(state: CliState, project_id: str, as_json: bool) -> None:
                 empty=f"No approvals recorded in {project_id}.")
 
 
-def _clean(text: str) -> str:
-    """References other people typed: one line, no control sequences to the terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
 def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**row, "reference": _clean(str(row["reference"])),
-             "clinical_trial": "yes" if row["clinical_trial"] else "no"} for row in rows]
+    return [{**row, "clinical_trial": "yes" if row["clinical_trial"] else "no"}
+            for row in printable(rows)]

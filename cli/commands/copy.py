@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from cli.context import CliState, pass_state
-from cli.output import print_json, print_table
+from cli.output import clean, print_json, print_table, printable
 
 COPY_COLUMNS = [
     ("id", "ID"),
@@ -19,6 +17,7 @@ COPY_COLUMNS = [
     ("disposed_confirmed_by", "CONFIRMED-BY"),
     ("note", "NOTE"),
 ]
+COPY_TIMES = ("registered", "disposed_confirmed")
 #: The same bound as the database's key, so click refuses what the daemon would.
 MAX_ID = 2**63 - 1
 
@@ -54,7 +53,7 @@ def add(state: CliState, project_id: str, location: str, note: str, as_json: boo
         print_json(result)
         return
     click.echo(f"registered copy {result['id']} of {result['project']} at "
-               f"{_clean(result['location'])}: {result['project']} is not closed until it "
+               f"{clean(result['location'])}: {result['project']} is not closed until it "
                "is confirmed disposed of (L2)")
 
 
@@ -77,7 +76,7 @@ def confirm_disposed(state: CliState, copy_id: int, note: str, as_json: bool) ->
         print_json(result)
         return
     click.echo(f"confirmed copy {result['id']} of {result['project']} at "
-               f"{_clean(result['location'])} disposed of")
+               f"{clean(result['location'])} disposed of")
 
 
 @copy_group.command("list")
@@ -96,23 +95,6 @@ def list_(state: CliState, project_id: str, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table(_printable(rows), COPY_COLUMNS, empty=f"No copies of {project_id} registered.")
+    print_table(printable(rows, COPY_TIMES), COPY_COLUMNS,
+                empty=f"No copies of {project_id} registered.")
 
-
-def _clean(text: str) -> str:
-    """Locations and notes are other people's text: one line, no control sequences."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Times to the minute, as people read them; the JSON keeps them whole."""
-    return [{key: _minute(value) if key in _TIMES and isinstance(value, str)
-             else _clean(value) if isinstance(value, str) else value
-             for key, value in row.items()} for row in rows]
-
-
-_TIMES = ("registered", "disposed_confirmed")
-
-
-def _minute(moment: str) -> str:
-    return moment[:16].replace("T", " ")

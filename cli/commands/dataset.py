@@ -17,7 +17,7 @@ import click
 from agent.api import UsageError, VokterError
 from cli.context import CliState, pass_state
 from cli.files import open_own
-from cli.output import print_json, print_table, warn
+from cli.output import clean, print_json, print_table, warn
 
 DATASET_COLUMNS = [
     ("id", "ID"),
@@ -117,14 +117,14 @@ def add(state: CliState, project_id: str, path: Path, source: str, variables_fil
         return
     recorded = result["dataset"]
     click.echo(f"recorded dataset {recorded['id']} of {recorded['project']} from "
-               f"{_clean(recorded['source'])}: {len(recorded['variables'])} approved variables, "
+               f"{clean(recorded['source'])}: {len(recorded['variables'])} approved variables, "
                f"{len(recorded['columns'])} columns")
     unapproved: list[str] = list(result.get("unapproved") or [])
     if unapproved:
         ids = ", ".join(str(i) for i in result.get("violations") or [])
         which = f" (violation {ids})" if ids else ""
         warn(f"{len(unapproved)} column(s) outside the approved variables{which} (D2): "
-             + _clean(", ".join(unapproved)))
+             + clean(", ".join(unapproved)))
 
 
 @dataset.command("list")
@@ -146,16 +146,12 @@ def list_(state: CliState, project_id: str, as_json: bool) -> None:
     print_table(_printable(rows), DATASET_COLUMNS, empty=f"No datasets recorded in {project_id}.")
 
 
-def _clean(text: str) -> str:
-    """Names and paths other people chose: one line, no control sequences to the terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
 
 def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A row per dataset: the lists of variables and columns as counts (there may be
     thousands), the unapproved columns by name."""
-    return [{"id": row["id"], "source": _clean(str(row["source"])),
-             "path": _clean(str(row["path"])), "approved": len(row["variables"]),
+    return [{"id": row["id"], "source": clean(str(row["source"])),
+             "path": clean(str(row["path"])), "approved": len(row["variables"]),
              "held": len(row["columns"]),
-             "unapproved": [_clean(str(name)) for name in row["unapproved"]],
+             "unapproved": [clean(str(name)) for name in row["unapproved"]],
              "added_by": row["added_by"], "added": row["added"]} for row in rows]

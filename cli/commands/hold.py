@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from agent.api.schemas import HOLD_REASONS
 from cli.context import CliState, pass_state
-from cli.output import print_json, print_table
+from cli.output import clean, print_json, print_table, printable
 
 HOLD_COLUMNS = [
     ("id", "ID"),
@@ -22,6 +20,7 @@ HOLD_COLUMNS = [
     ("released_by", "RELEASED-BY"),
     ("note", "NOTE"),
 ]
+HOLD_TIMES = ("placed", "released")
 #: The same bound as the database's key, so click refuses what the daemon would.
 MAX_ID = 2**63 - 1
 
@@ -62,7 +61,7 @@ def place(state: CliState, project_id: str, reason: str, reference: str, note: s
         print_json(result)
         return
     click.echo(f"placed legal hold {result['id']} on {result['project']} "
-               f"({result['reason']}, {_clean(result['reference'])}): nothing of "
+               f"({result['reason']}, {clean(result['reference'])}): nothing of "
                f"{result['project']} is disposed of until it is released (L5)")
 
 
@@ -85,7 +84,7 @@ def release(state: CliState, hold_id: int, note: str, as_json: bool) -> None:
         print_json(result)
         return
     click.echo(f"released legal hold {result['id']} on {result['project']} "
-               f"({result['reason']}, {_clean(result['reference'])})")
+               f"({result['reason']}, {clean(result['reference'])})")
 
 
 @hold.command("list")
@@ -107,23 +106,5 @@ def list_(state: CliState, project_id: str | None, open_only: bool, as_json: boo
         return
     which = "standing legal holds" if open_only else "legal holds"
     where = f" on {project_id}" if project_id else ""
-    print_table(_printable(rows), HOLD_COLUMNS, empty=f"No {which}{where}.")
+    print_table(printable(rows, HOLD_TIMES), HOLD_COLUMNS, empty=f"No {which}{where}.")
 
-
-def _clean(text: str) -> str:
-    """References and notes are other people's text: one line, no control sequences."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Times to the minute, as people read them; the JSON keeps them whole."""
-    return [{key: _minute(value) if key in _TIMES and isinstance(value, str)
-             else _clean(value) if isinstance(value, str) else value
-             for key, value in row.items()} for row in rows]
-
-
-_TIMES = ("placed", "released")
-
-
-def _minute(moment: str) -> str:
-    return moment[:16].replace("T", " ")

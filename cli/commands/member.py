@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cli.context import CliState, pass_state
-from cli.output import print_json, print_table, warn
+from cli.output import clean, print_json, print_table, printable, warn
 
 ROLES = ("member", "key_custodian", "auditor")
 
@@ -103,8 +103,8 @@ def remove(state: CliState, project_id: str, user: str, reason: str, role: str |
 
 
 def _process_line(process: dict[str, Any]) -> str:
-    paths = ", ".join(_clean(str(path)) for path in process.get("paths") or []) or "-"
-    return f"  pid {process['pid']} {_clean(str(process['program']))}: {paths}"
+    paths = ", ".join(clean(str(path)) for path in process.get("paths") or []) or "-"
+    return f"  pid {process['pid']} {clean(str(process['program']))}: {paths}"
 
 
 def _report_processes(result: dict[str, Any], *, terminate: bool, reason: str,
@@ -154,15 +154,5 @@ def list_(state: CliState, project_id: str, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table(_printable(rows), MEMBER_COLUMNS, empty=f"No one has access to {project_id}.")
+    print_table(printable(rows), MEMBER_COLUMNS, empty=f"No one has access to {project_id}.")
 
-
-def _clean(text: str) -> str:
-    """Text written by other people (reasons, file names, program names) must not break a
-    record over lines or send control sequences to the reader's terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{key: _clean(value) if isinstance(value, str) else value
-             for key, value in row.items()} for row in rows]

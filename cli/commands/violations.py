@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from cli.context import CliState, pass_state
-from cli.output import print_json, print_table
+from cli.output import print_json, print_table, printable
 
 VIOLATION_COLUMNS = [
     ("id", "ID"),
@@ -49,7 +47,7 @@ def list_(state: CliState, project_id: str | None, open_only: bool, as_json: boo
         return
     which = "open violations" if open_only else "violations"
     where = f" in {project_id}" if project_id else ""
-    print_table(_printable(rows), VIOLATION_COLUMNS, empty=f"No {which}{where}.")
+    print_table(printable(rows), VIOLATION_COLUMNS, empty=f"No {which}{where}.")
 
 
 @violations.command("resolve")
@@ -74,13 +72,3 @@ def resolve(state: CliState, violation_id: int, note: str, as_json: bool) -> Non
     where = f" in {result['project']}" if result.get("project") else ""
     click.echo(f"resolved violation {result['id']} ({result['rule']}{where})")
 
-
-def _clean(text: str) -> str:
-    """Paths and summaries carry names other people chose: keep each record on one line and
-    send no control sequences to the reader's terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _printable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{key: _clean(value) if isinstance(value, str) else value
-             for key, value in row.items()} for row in rows]
