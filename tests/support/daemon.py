@@ -23,9 +23,12 @@ VOKTER = BIN / "vokter"
 
 class RunningDaemon:
     def __init__(self, root: Path, extra_config: str = "", env: dict[str, str] | None = None,
-                 *, database_url: str | None = None, key_store: Path | None = None):
+                 *, database_url: str | None = None, key_store: Path | None = None,
+                 policy_changes: dict[str, str] | None = None):
         """``database_url`` and ``key_store`` let two daemons share one database and the audit
-        keys that seal its trail (the default: SQLite in the state dir, a key store of its own)."""
+        keys that seal its trail (the default: SQLite in the state dir, a key store of its own).
+        ``policy_changes``: policy keys (as the shipped file names them) and the TOML values
+        they take instead, e.g. ``{"end_action": '"delete"'}``."""
         self.root = root
         self.config_path = root / "vokter.toml"
         self.socket_path = root / "run" / "vokterd.sock"
@@ -35,6 +38,7 @@ class RunningDaemon:
         self.log_path = root / "vokterd.log"
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        self.policy_changes = policy_changes or {}
         database = "" if database_url is None else f"database_url = {json.dumps(database_url)}\n"
         if "policies_dir" not in extra_config:
             extra_config += f'policies_dir = "{self.own_policies()}"\n'
@@ -58,7 +62,7 @@ class RunningDaemon:
         media = self.root / "media"
         media.mkdir(exist_ok=True)
         replaced = {"portable_media_mount_points": f'["{media}"]',
-                    "copy_scan_paths": '["/home"]'}
+                    "copy_scan_paths": '["/home"]', **self.policy_changes}
         lines = []
         for line in shipped.splitlines():
             key = line.split("=", 1)[0].strip()

@@ -1,0 +1,96 @@
+"""Disposal by deletion against a running daemon whose date the test sets (L2, L5): a hold
+stops it, its release lets it run, the keyset goes first, every file of every zone goes, and
+nothing outside the zones is touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_access import as_user, member_add
+from tests.e2e.test_lifecycle_schedule import PROJECT, set_clock
+from tests.support.daemon import RunningDaemon, ok, one_line_failure
+from tests.support.users import UserFactory
+
+
+@pytest.fixture
+def deleting_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
+    running = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n',
+                            policy_changes={"end_action": '"delete"'})
+    set_clock(running, "2026-01-05T09:00:00+00:00")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+    assert running.identity_numbers_recorded() == 0
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_l2_l5_deletion_waits_for_the_hold_then_shreds_the_key_and_removes_every_file(
+    deleting_daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    daemon = deleting_daemon
+    leader, member = unix_users.create("vkl"), unix_users.create()
+    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                     leader.name, "--end-date", "2026-03-31"))
+    member_add(daemon, leader, member)
+    data = daemon.zones_dir / PROJECT / "data"
+    outside = daemon.root / "outside"
+    outside.mkdir()
+    (outside / "keep.csv").write_text("not the project's\n")
+    kept = digest(outside / "keep.csv")
+    assert as_user(member, f"mkdir -p '{data}/a/b' && echo 1 > '{data}/a/b/t.csv' && "
+                   f"echo 2 > '{data}/top.csv' && ln -s '{outside}' '{data}/a/link' && "
+                   f"ln -s '{outside}/keep.csv' '{data}/keep-link.csv'").returncode == 0
+    ok(daemon.vokter("encrypt", str(data / "top.csv"), user=member.name))
+    taken_out = daemon.root / "taken-out.csv.tink"
+    shutil.copy(data / "top.csv.tink", taken_out)
+    taken_out.chmod(0o644)  # a copy the leader took out of the enclave
+
+    set_clock(daemon, "2026-04-01T09:00:00+00:00")
+    assert json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]["state"] == "ended"
+    placed = json.loads(ok(daemon.vokter("hold", "place", PROJECT, "--reason",
+                                         "supervisory_case", "--ref", "DT 26/0042", "--note",
+                                         "case opened", "--json")))
+    set_clock(daemon, "2026-04-20T09:00:00+00:00")  # past the grace: disposal is due
+    held = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
+    assert held["held"] and held["state"] == "ended" and held["applied"] == []
+    assert (data / "a" / "b" / "t.csv").read_text() == "1\n"
+
+    ok(daemon.vokter("hold", "release", str(placed["id"]), "--note", "case closed"))
+    done = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
+    assert done["applied"] == ["dispose", "deleted", "close"] and done["state"] == "closed"
+
+    for zone in ("data", "key", "export", "quarantine"):
+        assert list((daemon.zones_dir / PROJECT / zone).iterdir()) == []
+    assert digest(outside / "keep.csv") == kept  # symlinks went, their targets stayed
+    own = daemon.root / "leaders-own"
+    own.mkdir()
+    os.chown(own, leader.uid, leader.gid)
+    refused = one_line_failure(daemon.vokter("decrypt", str(taken_out), "-o",
+                                             str(own / "plain.csv"), "--project", PROJECT,
+                                             user=leader.name))
+    assert "shredded" in refused or "destroyed" in refused
+    assert list(own.iterdir()) == []
+    events = daemon.audit_events()
+    shredded = [e for e in events if e["action"] == "project.key_shredded"]
+    runs = [e for e in events if e["action"] == "lifecycle.disposal_run"]
+    assert len(shredded) == 1 and shredded[0]["rule"] == "L2"
+    # a/b/t.csv and top.csv.tink (encrypted in place); the two symlinks are not files.
+    assert runs[-1]["outcome"] == "ok" and json.loads(runs[-1]["details"])["files"] == 2
+    order = [e["action"] for e in events if e["action"] in (
+        "project.key_shredded", "lifecycle.disposal_run", "lifecycle.deleted")]
+    assert order == ["project.key_shredded", "lifecycle.disposal_run", "lifecycle.deleted"]
+    # The journal keeps each file's path, size and hash for the certificate.
+    assert any((daemon.state_dir / "disposal" / PROJECT).iterdir())
+    assert json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]["applied"] == []
