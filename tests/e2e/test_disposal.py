@@ -8,14 +8,16 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_access import as_user, member_add
+from tests.e2e.test_access import as_user, member_add, wait_for
 from tests.e2e.test_lifecycle_schedule import PROJECT, set_clock
-from tests.support.daemon import RunningDaemon, ok, one_line_failure
+from tests.support.daemon import VOKTER, RunningDaemon, ok, one_line_failure
 from tests.support.users import UserFactory
 
 
@@ -30,6 +32,11 @@ def deleting_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
     finally:
         running.stop()
     assert running.identity_numbers_recorded() == 0
+
+
+def state(daemon: RunningDaemon) -> str:
+    shown = json.loads(ok(daemon.vokter("project", "show", PROJECT, "--json")))
+    return str(shown["state"])
 
 
 def digest(path: Path) -> str:
@@ -94,3 +101,98 @@ def test_l2_l5_deletion_waits_for_the_hold_then_shreds_the_key_and_removes_every
     # The journal keeps each file's path, size and hash for the certificate.
     assert any((daemon.state_dir / "disposal" / PROJECT).iterdir())
     assert json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]["applied"] == []
+
+
+def _make_files(folder: Path, count: int) -> None:
+    for index in range(count):
+        sub = folder / f"d{index % 50:02d}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{index}.csv").write_text(f"{index}\n")
+
+
+@pytest.mark.postgres
+def test_l2_two_daemons_on_one_database_run_a_disposal_exactly_once(
+    pg_url: str, enclave_root: Path, unix_users: UserFactory
+) -> None:
+    from sqlmodel import col, select
+
+    from agent.store import Store
+    from agent.store.tables import AuditEvent
+
+    clock = f'clock_file = "{enclave_root}/clock"\n'
+    daemons = []
+    for name in ("a", "b"):
+        (enclave_root / name).mkdir(mode=0o755)
+        daemons.append(RunningDaemon(enclave_root / name, clock, database_url=pg_url,
+                                     key_store=enclave_root / "keystore",
+                                     policy_changes={"end_action": '"delete"'}))
+    (enclave_root / "clock").write_text("2026-01-05T09:00:00+00:00\n")
+    first, second = daemons
+    try:
+        first.start()
+        second.start()
+        leader = unix_users.create("vkl")
+        ok(first.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                        leader.name, "--end-date", "2026-03-31"))
+        _make_files(first.zones_dir / PROJECT / "data", 3000)
+        (enclave_root / "clock").write_text("2026-04-20T09:00:00+00:00\n")
+        # Both daemons sweep at once, each as root would ask it.
+        runs = [subprocess.Popen([str(VOKTER), "--config", str(daemon.config_path), "lifecycle",
+                                  "run", "--json"], stdout=subprocess.PIPE, text=True)
+                for daemon in daemons]
+        outputs = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
+        assert all(run.returncode == 0 for run in runs)
+        store = Store(pg_url)
+        try:
+            with store.read() as session:
+                actions = [row.action for row in session.exec(
+                    select(AuditEvent).where(AuditEvent.project_id == PROJECT)
+                    .order_by(col(AuditEvent.seq))).all()]
+        finally:
+            store.close()
+        assert actions.count("lifecycle.dispose") == 1
+        assert actions.count("project.key_shredded") == 1
+        assert actions.count("lifecycle.deleted") == 1
+        assert [a for a in actions if a == "lifecycle.disposal_run"] == ["lifecycle.disposal_run"]
+        states = {result[0]["state"] for result in outputs if result}
+        assert "closed" in states or any(
+            result and result[0]["waiting"] == "disposal busy" for result in outputs)
+        assert list((first.zones_dir / PROJECT / "data").iterdir()) == []
+    finally:
+        for daemon in daemons:
+            if daemon.process is not None:
+                daemon.stop()
+
+
+def test_l2_an_unfinished_disposal_is_resumed_from_its_journal_after_a_hard_kill(
+    deleting_daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    """A file that cannot be removed leaves the run unfinished; the daemon is then killed
+    (SIGKILL) and restarted: its catch-up sweep carries on from the journal. (Killing at
+    random points inside the removal itself: tests/lifecycle/test_removal_resume.py.)"""
+    daemon = deleting_daemon
+    leader = unix_users.create("vkl")
+    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                     leader.name, "--end-date", "2026-03-31"))
+    data = daemon.zones_dir / PROJECT / "data"
+    _make_files(data, 200)
+    stuck = data / "d07" / "f7.csv"
+    made = subprocess.run(["chattr", "+i", str(stuck)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i does not work on this file system: {made.stderr.strip()}")
+    try:
+        set_clock(daemon, "2026-04-20T09:00:00+00:00")
+        first = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
+        assert first["state"] == "disposing" and first["waiting"] == "disposal incomplete"
+        assert sorted(p.name for p in data.rglob("*.csv")) == ["f7.csv"]
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    daemon.start()  # the catch-up sweep resumes the run from its journal
+    assert wait_for(lambda: state(daemon) == "closed", timeout=60)
+    assert list(data.iterdir()) == []
+    runs = [e for e in daemon.audit_events() if e["action"] == "lifecycle.disposal_run"]
+    assert [e["outcome"] for e in runs] == ["failed", "ok"]
+    assert json.loads(runs[-1]["details"])["files"] == 200  # the plan, read back
