@@ -16,27 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_access import as_user, member_add, wait_for
-from tests.e2e.test_lifecycle_schedule import PROJECT, set_clock
+from tests.e2e.test_lifecycle_schedule import PROJECT, running_dated, set_clock, state_of
 from tests.support.daemon import VOKTER, RunningDaemon, ok, one_line_failure
 from tests.support.users import UserFactory
 
 
 @pytest.fixture
 def deleting_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
-    running = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n',
-                            policy_changes={"end_action": '"delete"'})
-    set_clock(running, "2026-01-05T09:00:00+00:00")
-    running.start()
-    try:
+    with running_dated(enclave_root, end_action='"delete"') as running:
         yield running
-    finally:
-        running.stop()
-    assert running.identity_numbers_recorded() == 0
-
-
-def state(daemon: RunningDaemon) -> str:
-    shown = json.loads(ok(daemon.vokter("project", "show", PROJECT, "--json")))
-    return str(shown["state"])
 
 
 def digest(path: Path) -> str:
@@ -191,7 +179,7 @@ def test_l2_an_unfinished_disposal_is_resumed_from_its_journal_after_a_hard_kill
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
     daemon.start()  # the catch-up sweep resumes the run from its journal
-    assert wait_for(lambda: state(daemon) == "closed", timeout=60)
+    assert wait_for(lambda: state_of(daemon) == "closed", timeout=60)
     assert list(data.iterdir()) == []
     runs = [e for e in daemon.audit_events() if e["action"] == "lifecycle.disposal_run"]
     assert [e["outcome"] for e in runs] == ["failed", "ok"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,12 @@ def set_clock(daemon: RunningDaemon, instant: str) -> None:
     clock.chmod(0o644)
 
 
-@pytest.fixture
-def dated_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
-    running = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n')
+@contextmanager
+def running_dated(enclave_root: Path, **policy_changes: str) -> Iterator[RunningDaemon]:
+    """A daemon reading its date from ``enclave_root/clock`` (set to 2026-01-05), with the
+    shipped policy changed as given (TOML values)."""
+    running = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n',
+                            policy_changes=policy_changes)
     set_clock(running, "2026-01-05T09:00:00+00:00")
     running.start()
     try:
@@ -34,6 +38,12 @@ def dated_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
     finally:
         running.stop()
     assert running.identity_numbers_recorded() == 0
+
+
+@pytest.fixture
+def dated_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
+    with running_dated(enclave_root) as running:
+        yield running
 
 
 def state_of(daemon: RunningDaemon) -> str:
