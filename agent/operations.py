@@ -9,6 +9,7 @@ from agent.api.schemas import (
     AccessReviewArgs,
     ApprovalAddArgs,
     AuditExportArgs,
+    CertificateArgs,
     CopyAddArgs,
     CopyConfirmArgs,
     CryptoDecryptArgs,
@@ -32,7 +33,14 @@ from agent.audit import checkpoint_ops as audit_checkpoints
 from agent.audit import export as audit_export
 from agent.audit import verify_op as audit_verify
 from agent.crypto import file_ops, key_ops
-from agent.lifecycle import approval_ops, copy_ops, hold_ops, notice_ops, plan_ops
+from agent.lifecycle import (
+    approval_ops,
+    certificate_ops,
+    copy_ops,
+    hold_ops,
+    notice_ops,
+    plan_ops,
+)
 from agent.projects import service as projects
 from agent.status import daemon_status
 from agent.storage import datasets, violation_ops
@@ -73,6 +81,9 @@ OPERATIONS: dict[str, Operation] = {
     "lifecycle.plan": Operation(ProjectRef, plan_ops.lifecycle_plan),
     "project.end": Operation(ProjectEndArgs, plan_ops.end_project),
     "lifecycle.run": Operation(LifecycleRunArgs, plan_ops.lifecycle_run),
+    # The certificate of disposal, into a descriptor the client opened with its own rights.
+    "lifecycle.certificate": Operation(CertificateArgs, certificate_ops.lifecycle_certificate,
+                                       fds=1),
     "notices.list": Operation(NoArgs, notice_ops.list_notices),
     "hold.place": Operation(HoldPlaceArgs, hold_ops.place_hold),
     "hold.release": Operation(HoldReleaseArgs, hold_ops.release_hold),

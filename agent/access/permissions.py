@@ -75,6 +75,8 @@ class Action(StrEnum):
     PROJECT_END = "project.end"
     #: Carry out now whatever the project-end schedule has due: the operator's act.
     LIFECYCLE_RUN = "lifecycle.run"
+    #: Fetch the project's certificate of disposal, once it has been issued (L2).
+    LIFECYCLE_CERTIFICATE = "lifecycle.certificate"
 
 
 _ANYONE = frozenset(Relation)
@@ -116,6 +118,7 @@ PERMISSIONS: dict[Action, frozenset[Relation]] = {
     Action.LIFECYCLE_PLAN: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
     Action.PROJECT_END: frozenset({Relation.ROOT, Relation.LEADER}),
     Action.LIFECYCLE_RUN: frozenset({Relation.ROOT}),
+    Action.LIFECYCLE_CERTIFICATE: frozenset({Relation.ROOT, Relation.LEADER, Relation.AUDITOR}),
 }
 
 #: Which action adding or removing each grantable role is.

@@ -254,6 +254,14 @@ class LifecycleRunArgs(Args):
     project: Annotated[str, Field(max_length=64)] | None = None
 
 
+class CertificateArgs(Args):
+    """The project's certificate of disposal, written into the one descriptor passed: the
+    signed JSON, or (``html``) the page to print (L2)."""
+
+    project: Annotated[str, Field(max_length=64)]
+    html: bool = False
+
+
 class ProjectEndArgs(Args):
     """``on``: the first day without access (the end date becomes the day before); today
     when absent, ending the project at once (L1)."""

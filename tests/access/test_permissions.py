@@ -56,6 +56,7 @@ EXPECTED: dict[Action, tuple[bool, bool, bool, bool, bool, bool]] = {
     Action.LIFECYCLE_PLAN: (True, True,  False, False, True,  False),
     Action.PROJECT_END:    (True, True,  False, False, False, False),
     Action.LIFECYCLE_RUN:  (True, False, False, False, False, False),
+    Action.LIFECYCLE_CERTIFICATE: (True, True, False, False, True, False),
 }
 
 
@@ -146,7 +147,8 @@ def test_relation_and_action_names_are_stable() -> None:
         "audit.read", "data.encrypt", "data.decrypt", "key.shred", "key.admin",
         "violation.read", "violation.resolve", "storage.scan", "dataset.add", "dataset.list",
         "approval.add", "approval.list", "hold.place", "hold.release", "hold.list", "copy.add",
-        "copy.confirm", "copy.list", "lifecycle.plan", "project.end", "lifecycle.run"]
+        "copy.confirm", "copy.list", "lifecycle.plan", "project.end", "lifecycle.run",
+        "lifecycle.certificate"]
 
 
 def test_l5_the_leader_can_neither_place_nor_release_a_hold() -> None:
