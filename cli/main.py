@@ -16,6 +16,7 @@ from cli.commands.access import access
 from cli.commands.anonymise import anonymise
 from cli.commands.approval import approval
 from cli.commands.audit import audit
+from cli.commands.certificate import certificate, verify_certificate_command
 from cli.commands.copy import copy_group
 from cli.commands.crypto import decrypt, encrypt
 from cli.commands.dataset import dataset
@@ -66,6 +67,8 @@ cli.add_command(status)
 cli.add_command(policy)
 cli.add_command(anonymise)
 cli.add_command(lifecycle)
+lifecycle.add_command(certificate)
+lifecycle.add_command(verify_certificate_command)
 cli.add_command(notices)
 cli.add_command(demo)
 cli.add_command(violations)

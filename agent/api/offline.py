@@ -7,9 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.audit.export_check import ExportReport, check_export
-from agent.audit.keys import load_public_pem
+from agent.audit.keys import key_id_of, load_public_pem
 from agent.audit.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES
 from agent.errors import PolicyInvalid
+from agent.lifecycle.certificate import (
+    MAX_CERTIFICATE_BYTES,
+    CertificateCheck,
+    check_certificate,
+)
 from agent.policy import format_issues, load_policy_file
 
 #: An auditor's public key file is a few hundred bytes; anything far larger is the wrong file.
@@ -57,3 +62,18 @@ def verify_export(export: Path, pubkey: Path, manifest: Path | None = None) -> E
     except OSError as error:
         return ExportReport(0, problem=f"cannot read {export}: {error.strerror or error}",
                             kind="unreadable")
+
+
+def verify_certificate(certificate: Path, pubkey: Path) -> CertificateCheck:
+    """Check a certificate of disposal with the trail's public key alone (L2)."""
+    try:
+        with pubkey.open("rb") as handle:
+            key = load_public_pem(handle.read(MAX_KEY_BYTES + 1)[:MAX_KEY_BYTES])
+        with certificate.open("rb") as handle:
+            text = handle.read(MAX_CERTIFICATE_BYTES + 1)
+    except OSError as error:
+        return CertificateCheck(problem=f"cannot read {error.filename}: "
+                                f"{error.strerror or error}", kind="unreadable")
+    except ValueError as error:
+        return CertificateCheck(problem=f"{pubkey}: {error}", kind="wrong_key")
+    return check_certificate(text, key, key_id_of(key))
