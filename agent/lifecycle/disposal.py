@@ -1,14 +1,15 @@
-"""The disposal run by deletion (L2, L5): crypto-shred the keyset, then remove every file.
+"""The disposal run (L2, L5, L6, L9): crypto-shred the keyset, then remove or anonymise.
 
 A project reaches this in the disposing state (:mod:`agent.lifecycle.states`); the run takes
-it to deleted. The order is the issue's: the project's keyset is destroyed first, so every
+it to deleted, anonymised or archived, as :func:`agent.lifecycle.decision.disposal_method`
+says. The order is the issue's: the project's keyset is destroyed first, so every
 encrypted copy of its data, wherever it is, is unreadable from that moment; then every file of
 every zone is removed (:class:`agent.lifecycle.removal.Removal`: descriptors, never a symlink
 followed, journalled and resumable); then the zones are checked empty and the keyset checked
 gone; only then does the project become deleted. A run killed at any point is resumed by the
 next sweep from its journal; a legal hold placed mid-run stops it before the next file (L5).
-The journal, with each file's path, size and SHA-256 taken before removal, stays in the state
-directory for the certificate.
+The journal, with each file's path, size and SHA-256 taken before removal, is kept in the
+state directory until the signed certificate of disposal states it, then deleted.
 
 Exactly one daemon runs a project's disposal: on PostgreSQL an advisory lock held on a
 connection of its own for the whole run (released by the server if the daemon dies), on SQLite
@@ -28,17 +29,22 @@ from typing import Any
 
 import structlog
 from sqlalchemy import text
+from sqlmodel import col, select
 
 from agent.api.dispatch import Caller, RequestContext
 from agent.errors import KeyDestroyed, Refused
+from agent.lifecycle.anonymise_journal import NAME as ANONYMISE_JOURNAL
+from agent.lifecycle.anonymise_run import FAILED, TableOutcome, anonymise_data_zone
+from agent.lifecycle.certificate import DisposalRecord
+from agent.lifecycle.certificate_ops import certificate_path, issue_certificate
 from agent.lifecycle.decision import disposal_method
 from agent.lifecycle.facts_io import project_facts
 from agent.lifecycle.model import State
-from agent.lifecycle.removal import Removal
+from agent.lifecycle.removal import Item, Removal
 from agent.lifecycle.states import Event
 from agent.lifecycle.transitions import apply_event, held
 from agent.services import Services
-from agent.store.tables import Project
+from agent.store.tables import AuditEvent, Project, ProjectKeyset
 
 log = structlog.get_logger("vokter.lifecycle")
 
@@ -121,18 +127,13 @@ class _HoldWatch:
             return self._held
 
 
-def deletes(services: Services, project_id: str) -> bool:
-    """Whether the project's disposal is a deletion (the method this run carries out)."""
-    with services.store.read() as session:
-        row = session.get(Project, project_id)
-        if row is None:
-            return False
-        facts = project_facts(session, row)
-    return disposal_method(facts.approvals, services.policies.current()) == "delete"
+def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
+    """Carry the disposing project's disposal as far as it can go now; run again to resume.
 
-
-def dispose_by_deletion(services: Services, actor: Caller, project_id: str) -> Disposed:
-    """Carry the disposing project's deletion as far as it can go now; run again to resume."""
+    Every method shreds the keyset first. Deletion and archiving (the transfer is recorded by
+    the transfer agreement, L9; the local copy goes) remove every zone; anonymisation removes
+    the key, export and quarantine zones and anonymises or deletes each file of the data zone
+    (:func:`agent.lifecycle.anonymise_run.anonymise_data_zone`, L6, L7)."""
     ctx = RequestContext(actor, services)
     with claim(services, project_id) as mine:
         if not mine:
@@ -141,38 +142,105 @@ def dispose_by_deletion(services: Services, actor: Caller, project_id: str) -> D
             row = session.get(Project, project_id)
             if row is None or row.state != State.DISPOSING.value:
                 return Disposed(project_id, "not disposing")
-            zones = [Path(row.data_root), Path(row.key_root), Path(row.export_root),
-                     Path(row.quarantine_root)]
+            facts = project_facts(session, row)
+            data = Path(row.data_root)
+            others = [Path(row.key_root), Path(row.export_root), Path(row.quarantine_root)]
             if held(session, project_id):
                 return Disposed(project_id, "stopped")
+        policy = services.policies.current()
+        method = disposal_method(facts.approvals, policy)
         _shred(ctx, project_id)
-        removal = Removal(journal_dir(services, project_id), zones)
-        planned = removal.plan()
-        files = [item for item in planned if item.kind == "file"]
-        size = sum(item.size for item in files)
-        report = removal.run(should_stop=_HoldWatch(services, project_id))
-        outcome = "stopped" if report.stopped else "done"
-        left = removal.verify() if not report.stopped else []
-        if not report.stopped and (left or report.errors):
-            outcome = "incomplete"
-        result = Disposed(project_id, outcome, len(files), size, report.removed, report.gone,
-                          report.errors)
+        watch = _HoldWatch(services, project_id)
+        journal = journal_dir(services, project_id)
+        removal = Removal(journal, others if method == "anonymise" else [data, *others])
+        files = [item for item in removal.plan() if item.kind == "file"]
+        report = removal.run(should_stop=watch)
+        tables: list[TableOutcome] = []
+        stopped = report.stopped
+        if method == "anonymise" and not stopped:
+            tables, stopped = anonymise_data_zone(data, journal, policy=policy,
+                                                  today=services.clock.now().date(),
+                                                  should_stop=watch)
+        left = [] if stopped else removal.verify()
+        failed = [table.path for table in tables if table.outcome == FAILED]
+        outcome = "stopped" if stopped else (
+            "incomplete" if left or report.errors or failed else "done")
+        size = sum(item.size for item in files) + sum(table.size_before for table in tables)
+        result = Disposed(project_id, outcome, len(files) + len(tables), size, report.removed,
+                          report.gone, report.errors + tuple(f"{path}: failed" for path in failed))
         with services.store.write() as session:
             ctx.audit(session, "lifecycle.disposal_run", project=project_id, target=project_id,
-                      rule="L5" if report.stopped else "L2",
+                      rule="L5" if stopped else "L2",
                       outcome="ok" if outcome == "done" else "failed",
-                      details={**result.view(), "left": len(left),
-                               "journal": str(journal_dir(services, project_id))})
+                      details={**result.view(), "method": method, "left": len(left),
+                               "tables": _table_counts(tables)})
         if outcome != "done":
             log.warning("disposal_not_finished", project=project_id, outcome=outcome,
-                        errors=len(report.errors), left=len(left))
+                        errors=len(result.errors), left=len(left))
             return result
         _check_unreadable(services, project_id)
-        apply_event(services, project_id, Event.DELETED, audit=ctx.audit,
+        if not certificate_path(services, project_id).exists():
+            # Before the last step, outside any transaction (sealing a checkpoint writes):
+            # a crash between the two is resumed, and the certificate is not issued twice.
+            issue_certificate(services, _record(services, project_id, method, files, tables))
+        apply_event(services, project_id, _FINAL[method], audit=ctx.audit,
                     expect=State.DISPOSING,
-                    details={"files": len(files), "bytes": size, "method": "delete"})
-        log.info("project_deleted", project=project_id, files=len(files), bytes=size)
+                    details={"files": result.files, "bytes": size, "method": method})
+        # The journals name every file the project had; the certificate says what is needed.
+        removal.discard_journal()
+        (journal / ANONYMISE_JOURNAL).unlink(missing_ok=True)
+        log.info("project_disposed", project=project_id, method=method, files=result.files)
         return result
+
+
+_FINAL = {"delete": Event.DELETED, "anonymise": Event.ANONYMISED, "archive": Event.ARCHIVED}
+
+
+def _record(services: Services, project_id: str, method: str, files: list[Item],
+            tables: list[TableOutcome]) -> DisposalRecord:
+    """Everything the certificate states, read back from the store: the steps taken are the
+    trail's own lifecycle events, the keyset's end its tombstone."""
+    policy = services.policies.current()
+    with services.store.read() as session:
+        row = session.get(Project, project_id)
+        assert row is not None
+        facts = project_facts(session, row)
+        steps = session.exec(
+            select(AuditEvent).where(AuditEvent.project_id == project_id,
+                                     col(AuditEvent.action).in_(_STEPS))
+            .order_by(col(AuditEvent.seq))).all()
+        keyset = session.get(ProjectKeyset, project_id)
+    started = next((step.time for step in steps if step.action == "lifecycle.dispose"),
+                   services.clock.now())
+    decision = tuple((step.action.removeprefix("lifecycle."), step.rule or "") for step in steps)
+    final = _FINAL[method]
+    now = services.clock.now()
+    return DisposalRecord(
+        project=project_id, title=row.title, leader=row.leader, end_date=row.end_date,
+        policy_name=policy.name, policy_version=policy.version, approvals=facts.approvals,
+        holds=facts.holds, holds_checked_at=now,
+        decision=(*decision, (final.value, "L6" if method == "anonymise" else "L2")),
+        method=method,
+        keyset={} if keyset is None else {
+            "destroyed_at": None if keyset.destroyed_at is None
+            else keyset.destroyed_at.isoformat(),
+            "destroyed_by": keyset.destroyed_by, "master_key_id": keyset.master_key_id},
+        files=tuple(files),
+        tables=tuple(table.to_json() for table in tables),
+        verification={"zones_empty": True, "left": [], "key_opens": False,
+                      "data_zone": "only the tables kept or anonymised" if tables else "empty"},
+        started_at=started, finished_at=now,
+    )
+
+
+_STEPS = ("lifecycle.end", "lifecycle.retain", "lifecycle.dispose")
+
+
+def _table_counts(tables: list[TableOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in tables:
+        counts[table.outcome] = counts.get(table.outcome, 0) + 1
+    return counts
 
 
 def _shred(ctx: RequestContext, project_id: str) -> None:

@@ -4,9 +4,8 @@ Run by the scheduler (daily, at start to catch up on days the daemon was down, a
 project's next date) and by ``vokter lifecycle run``. A project may owe several steps at once
 after a long stop (ended, then retained); each is applied in turn, each through the one
 transition function. Notices to the leader are recorded once each, in the audit trail and the
-log. A disposal by deletion is started and carried through here
-(:mod:`agent.lifecycle.disposal`); disposal by anonymisation or archiving is reported as due
-and the project left where it is, until their runs exist.
+log. A disposal is started and carried through here (:mod:`agent.lifecycle.disposal`),
+resumed from its journal by the next sweep if it was interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from sqlmodel import Session, col, select
 from agent.api.dispatch import Caller, RequestContext
 from agent.errors import VokterError
 from agent.lifecycle.decision import decide
-from agent.lifecycle.disposal import deletes, dispose_by_deletion
+from agent.lifecycle.disposal import dispose
 from agent.lifecycle.facts_io import project_facts
 from agent.lifecycle.model import ProjectFacts, State
 from agent.lifecycle.states import Event
@@ -37,7 +36,9 @@ NOTICE = "lifecycle.notice"
 #: A project owes at most this many steps at once (end, retain, close): a bound, not a count.
 _MAX_STEPS = 8
 #: What the sweep carries out itself.
-_SWEPT = frozenset({Event.END, Event.RETAIN, Event.CLOSE})
+_SWEPT = frozenset({Event.END, Event.RETAIN, Event.DISPOSE, Event.CLOSE})
+_DONE = {"delete": Event.DELETED.value, "anonymise": Event.ANONYMISED.value,
+         "archive": Event.ARCHIVED.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +99,15 @@ def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
             log.info("lifecycle_notice", project=project_id, notice=notice.key,
                      text=notice.words)
             notices.append(notice.key)
-        deleting = deletes(services, project_id)
-        if facts.state is State.DISPOSING and deleting and not plan.held_by:
+        if facts.state is State.DISPOSING and not plan.held_by:
             # Begun, or interrupted (a crash, a hold now released): carried on from its journal.
-            disposed = dispose_by_deletion(services, ctx.caller, project_id)
+            disposed = dispose(services, ctx.caller, project_id)
             if disposed.outcome != "done":
                 return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
                              f"disposal {disposed.outcome}", bool(plan.held_by))
-            applied.append(Event.DELETED.value)
+            applied.append(_DONE[plan.method])
             continue
-        if plan.due is None or (plan.due not in _SWEPT
-                                and not (plan.due is Event.DISPOSE and deleting)):
+        if plan.due is None or plan.due not in _SWEPT:
             waiting = None if plan.due is None else plan.due.value
             return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
                          waiting, bool(plan.held_by))

@@ -13,10 +13,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.e2e.test_access import as_user, member_add, wait_for
 from tests.e2e.test_lifecycle_schedule import PROJECT, running_dated, set_clock, state_of
+from tests.support.anonymity import independent_k
 from tests.support.daemon import VOKTER, RunningDaemon, ok, one_line_failure
 from tests.support.users import UserFactory
 
@@ -86,8 +88,21 @@ def test_l2_l5_deletion_waits_for_the_hold_then_shreds_the_key_and_removes_every
     order = [e["action"] for e in events if e["action"] in (
         "project.key_shredded", "lifecycle.disposal_run", "lifecycle.deleted")]
     assert order == ["project.key_shredded", "lifecycle.disposal_run", "lifecycle.deleted"]
-    # The journal keeps each file's path, size and hash for the certificate.
-    assert any((daemon.state_dir / "disposal" / PROJECT).iterdir())
+    # The certificate states each file's path, size and hash, and checks with the trail's
+    # public key alone; the journals that named the files are gone.
+    folder = daemon.state_dir / "disposal" / PROJECT
+    assert sorted(p.name for p in folder.iterdir()) == ["certificate.json"]
+    certificate = json.loads(json.loads((folder / "certificate.json").read_text())["payload"])
+    listed = {entry["path"] for zone in certificate["files"]["zones"]
+              for entry in zone["entries"] if entry["kind"] == "file"}
+    assert certificate["files"]["files"] == 2
+    assert listed >= {"a/b/t.csv", "top.csv.tink"}
+    pubkey = daemon.root / "trail.pem"
+    pubkey.write_text(ok(daemon.vokter("audit", "pubkey")))
+    copy = daemon.root / "certificate.json"
+    ok(daemon.vokter("lifecycle", "certificate", PROJECT, "-o", str(copy)))
+    assert "OK" in ok(daemon.vokter("lifecycle", "verify-certificate", str(copy), "--pubkey",
+                                    str(pubkey)))
     assert json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]["applied"] == []
 
 
@@ -184,3 +199,41 @@ def test_l2_an_unfinished_disposal_is_resumed_from_its_journal_after_a_hard_kill
     runs = [e for e in daemon.audit_events() if e["action"] == "lifecycle.disposal_run"]
     assert [e["outcome"] for e in runs] == ["failed", "ok"]
     assert json.loads(runs[-1]["details"])["files"] == 200  # the plan, read back
+
+
+def test_l6_l7_anonymising_disposal_keeps_only_k_anonymous_tables(
+    enclave_root: Path, unix_users: UserFactory
+) -> None:
+    """The policy's default: the key zone goes, each table of the data zone is kept when
+    5-anonymous, anonymised when it can be, deleted when not; other files are deleted."""
+    with running_dated(enclave_root) as daemon:
+        leader, custodian = unix_users.create("vkl"), unix_users.create()
+        ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                         leader.name, "--end-date", "2026-03-31"))
+        member_add(daemon, leader, custodian, role="key_custodian")
+        data = daemon.zones_dir / PROJECT / "data"
+        key = daemon.zones_dir / PROJECT / "key"
+        assert as_user(custodian, f"echo 'lopenr;navn' > '{key}/linkage.csv'").returncode == 0
+        (data / "anonymisation.toml").write_text(
+            'quasi_identifiers = ["alder", "kommune"]\nmax_suppression = 0.0\n'
+            '[hierarchies]\nalder = "age"\nkommune = "municipality"\n')
+        rows = "\n".join(f"{20 + i % 40};{['0301', '1103', '4601'][i % 3]};{i % 7}"
+                         for i in range(300))
+        (data / "visits.csv").write_text("alder;kommune;verdi\n" + rows + "\n")
+        coarse = "\n".join(f"{[30, 40, 50][i % 3]};0301;{i}" for i in range(90))
+        (data / "coarse.csv").write_text("alder;kommune;verdi\n" + coarse + "\n")
+        (data / "notes.txt").write_text("interview notes\n")
+        kept_before = digest(data / "coarse.csv")
+        set_clock(daemon, "2026-04-20T09:00:00+00:00")
+        done = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
+        assert done["applied"] == ["end", "dispose", "anonymised", "close"], done
+        assert list(key.iterdir()) == []
+        # The notes (not a table) and the config (it describes the identifiers) went.
+        assert sorted(p.name for p in data.iterdir()) == ["coarse.csv", "visits.csv"]
+        assert digest(data / "coarse.csv") == kept_before  # 30 rows per class already
+        anonymised = pl.read_csv(data / "visits.csv", separator=";", infer_schema=False)
+        assert independent_k(anonymised, ["alder", "kommune"]) >= 5
+        runs = [e for e in daemon.audit_events() if e["action"] == "lifecycle.disposal_run"]
+        details = json.loads(runs[-1]["details"])
+        assert details["method"] == "anonymise"
+        assert details["tables"] == {"kept": 1, "anonymised": 1, "deleted": 2}

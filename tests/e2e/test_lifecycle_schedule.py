@@ -81,11 +81,15 @@ def test_l1_l8_the_schedule_ends_a_project_on_its_day_and_notifies_the_leader_on
     assert wait_for(lambda: as_user(member, f"cat '{data}/shifts.csv'").returncode != 0)
     assert as_user(leader, f"cat '{data}/shifts.csv'").stdout == "1\n"
 
-    set_clock(daemon, "2026-04-16T09:00:00+00:00")  # the 14 days of grace are over
-    due = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))
-    assert due[0]["waiting"] == "dispose" and due[0]["state"] == "ended"
-    plan = json.loads(ok(daemon.vokter("lifecycle", "plan", PROJECT, "--json")))
-    assert plan["due"] == "dispose"
+    set_clock(daemon, "2026-04-14T09:00:00+00:00")  # the last of the 14 days' grace
+    assert json.loads(ok(daemon.vokter("lifecycle", "plan", PROJECT, "--json")))["due"] is None
+    set_clock(daemon, "2026-04-15T09:00:00+00:00")  # the grace is over: disposal (L2)
+    assert json.loads(ok(daemon.vokter("lifecycle", "plan", PROJECT, "--json")))["due"] == (
+        "dispose")
+    disposed = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
+    # No anonymisation config: nothing can be shown anonymous, so the data goes (L6).
+    assert disposed["applied"] == ["dispose", "anonymised", "close"]
+    assert not (data / "shifts.csv").exists()
 
     refused = one_line_failure(daemon.vokter("lifecycle", "run", user=leader.name))
     assert "only root" in refused
@@ -99,7 +103,7 @@ def test_l1_a_daemon_down_on_the_day_ends_the_project_when_it_starts(
     ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
                      leader.name, "--end-date", "2026-02-28"))
     assert daemon.stop() == 0
-    set_clock(daemon, "2026-06-01T09:00:00+00:00")  # down over the end date, and more
+    set_clock(daemon, "2026-03-05T09:00:00+00:00")  # down over the end date
     daemon.start()
     assert wait_for(lambda: state_of(daemon) == "ended", timeout=20)
     ends = [e for e in daemon.audit_events() if e["action"] == "lifecycle.end"]
