@@ -19,6 +19,7 @@ connection of its own for the whole run (released by the server if the daemon di
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -148,7 +149,7 @@ def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
             if held(session, project_id):
                 return Disposed(project_id, "stopped")
         policy = services.policies.current()
-        method = disposal_method(facts.approvals, policy)
+        method = _method_begun(services, project_id) or disposal_method(facts.approvals, policy)
         _shred(ctx, project_id)
         watch = _HoldWatch(services, project_id)
         journal = journal_dir(services, project_id)
@@ -191,6 +192,19 @@ def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
         (journal / ANONYMISE_JOURNAL).unlink(missing_ok=True)
         log.info("project_disposed", project=project_id, method=method, files=result.files)
         return result
+
+
+def _method_begun(services: Services, project_id: str) -> str | None:
+    """The method fixed when disposal began (the ``lifecycle.dispose`` event says it)."""
+    with services.store.read() as session:
+        began = session.exec(
+            select(AuditEvent).where(AuditEvent.project_id == project_id,
+                                     AuditEvent.action == "lifecycle.dispose")
+            .order_by(col(AuditEvent.seq).desc())).first()
+    if began is None:
+        return None
+    method = json.loads(began.details).get("method")
+    return method if method in _FINAL else None
 
 
 _FINAL = {"delete": Event.DELETED, "anonymise": Event.ANONYMISED, "archive": Event.ARCHIVED}

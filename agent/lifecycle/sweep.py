@@ -111,8 +111,12 @@ def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
             waiting = None if plan.due is None else plan.due.value
             return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
                          waiting, bool(plan.held_by))
+        # The disposal's method is fixed when it begins: a policy changed mid-run must not
+        # turn a half-done anonymisation into a deletion, or the other way round.
+        details = {"by": "schedule"} | (
+            {"method": plan.method} if plan.due is Event.DISPOSE else {})
         done = apply_event(services, project_id, plan.due, audit=ctx.audit,
-                           details={"by": "schedule"}, expect=facts.state,
+                           details=details, expect=facts.state,
                            recheck=still_due(plan.due, services.policies.current(),
                                              plan.today))
         if done is not None:  # else another daemon took the step: decide again

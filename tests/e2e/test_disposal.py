@@ -193,9 +193,16 @@ def test_l2_an_unfinished_disposal_is_resumed_from_its_journal_after_a_hard_kill
     assert daemon.process is not None
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
+    # Meanwhile the operator changes the policy's end action: the run that began as a
+    # deletion stays one (its method was fixed when it began).
+    policy = daemon.root / "policies" / "default.toml"
+    policy.write_text(policy.read_text().replace('end_action = "delete"',
+                                                 'end_action = "anonymise"'))
     daemon.start()  # the catch-up sweep resumes the run from its journal
     assert wait_for(lambda: state_of(daemon) == "closed", timeout=60)
     assert list(data.iterdir()) == []
+    actions = [e["action"] for e in daemon.audit_events()]
+    assert "lifecycle.deleted" in actions and "lifecycle.anonymised" not in actions
     runs = [e for e in daemon.audit_events() if e["action"] == "lifecycle.disposal_run"]
     assert [e["outcome"] for e in runs] == ["failed", "ok"]
     assert json.loads(runs[-1]["details"])["files"] == 200  # the plan, read back
