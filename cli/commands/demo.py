@@ -24,6 +24,7 @@ from rich.console import Console
 
 from agent.api import VokterError
 from agent.api.client import VokterClient
+from cli.commands.demo_end import clock_line, show_project_end
 from cli.output import print_fields, print_table
 
 PROJECT_COLUMNS = [("project", "PROJECT"), ("title", "TITLE"), ("leader", "LEADER"),
@@ -47,6 +48,8 @@ def _write_config(root: Path) -> Path:
         f'socket_path = "{root}/run/vokterd.sock"\n'
         f'key_store = "{root}/keystore"\n'
         f'zones_dir = "{root}/zones"\n'
+        # Root's tour ends with a project's end, on a drill clock the tour sets.
+        + (clock_line(root) if os.geteuid() == 0 else "")
     )
     return config
 
@@ -84,7 +87,9 @@ class Tour:
 def demo(keep: bool) -> None:
     """A narrated tour of Vokter in a throwaway enclave under a temporary directory.
 
-    Starts a real vokterd, creates a project, shows the daemon's status and stops it cleanly.
+    Starts a real vokterd, creates a project, shows access, the audit trail, encryption and
+    the storage rules, walks a project past its end to its certificate of disposal (as root),
+    shows the daemon's status and stops it cleanly.
 
     \b
     Example:
@@ -113,6 +118,9 @@ def demo(keep: bool) -> None:
             _show_access(tour, client, root, console, users)
             _show_audit(tour, client, root, config, console, users)
             _show_encryption(tour, client, root, config, console, users)
+            leader = users.make("vkend")
+            if leader is not None:
+                show_project_end(tour, _vokter_command(), root, leader, console)
         tour.say("Status", "What an operator checks first:")
         tour.command("vokter status")
         info: dict[str, Any] = client.call("status")

@@ -162,6 +162,10 @@ def test_vokter_demo_runs_the_tour_and_exits_0() -> None:
     assert "cohort.csv -> cohort.csv.tink" in flat
     assert "S4 encrypt done identity numbers in plaintext: column fnr: 40 valid of 40 rows" \
         in flat.replace("\t", " ")
+    # L1-L8: a project walked past its end, disposed of, and its certificate checked (10).
+    assert "p2026: end, dispose, anonymised, close; now closed" in flat
+    assert "shifts.csv anonymised, interviews.txt deleted" in flat
+    assert "OK: certificate of disposal of p2026" in flat
 
 
 def test_daemon_start_failure_is_one_line_not_a_traceback(enclave_root: Path) -> None:
