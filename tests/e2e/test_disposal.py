@@ -17,9 +17,10 @@ import polars as pl
 import pytest
 
 from tests.e2e.test_access import as_user, member_add, wait_for
-from tests.e2e.test_lifecycle_schedule import PROJECT, running_dated, set_clock, state_of
+from tests.e2e.test_lifecycle_schedule import PROJECT, state_of
 from tests.support.anonymity import independent_k
 from tests.support.daemon import VOKTER, RunningDaemon, ok, one_line_failure
+from tests.support.drill import running_dated, set_clock
 from tests.support.users import UserFactory
 
 

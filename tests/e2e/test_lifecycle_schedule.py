@@ -6,44 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_access import as_user, member_add, wait_for
 from tests.support.daemon import RunningDaemon, ok, one_line_failure
+from tests.support.drill import set_clock
 from tests.support.users import UserFactory
 
 PROJECT = "p4711"  # the project tests.e2e.test_access helpers work on
-
-
-def set_clock(daemon: RunningDaemon, instant: str) -> None:
-    clock = daemon.root / "clock"
-    clock.write_text(instant + "\n")
-    clock.chmod(0o644)
-
-
-@contextmanager
-def running_dated(enclave_root: Path, **policy_changes: str) -> Iterator[RunningDaemon]:
-    """A daemon reading its date from ``enclave_root/clock`` (set to 2026-01-05), with the
-    shipped policy changed as given (TOML values)."""
-    running = RunningDaemon(enclave_root, extra_config=f'clock_file = "{enclave_root}/clock"\n',
-                            policy_changes=policy_changes)
-    set_clock(running, "2026-01-05T09:00:00+00:00")
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-    assert running.identity_numbers_recorded() == 0
-
-
-@pytest.fixture
-def dated_daemon(enclave_root: Path) -> Iterator[RunningDaemon]:
-    with running_dated(enclave_root) as running:
-        yield running
 
 
 def state_of(daemon: RunningDaemon) -> str:
