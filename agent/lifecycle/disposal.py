@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -158,12 +159,14 @@ def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
         report = removal.run(should_stop=watch)
         tables: list[TableOutcome] = []
         stopped = report.stopped
-        if method == "anonymise" and not stopped:
+        mounted = _mount_points(data) if method == "anonymise" else []
+        if method == "anonymise" and not stopped and not mounted:
             tables, stopped = anonymise_data_zone(data, journal, policy=policy,
                                                   today=services.clock.now().date(),
                                                   should_stop=watch)
         left = [] if stopped else removal.verify()
-        failed = [table.path for table in tables if table.outcome == FAILED]
+        failed = [table.path for table in tables if table.outcome == FAILED] + [
+            f"{path}: a file system is mounted here; unmount it" for path in mounted]
         outcome = "stopped" if stopped else (
             "incomplete" if left or report.errors or failed else "done")
         size = sum(item.size for item in files) + sum(table.size_before for table in tables)
@@ -192,6 +195,24 @@ def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
         (journal / ANONYMISE_JOURNAL).unlink(missing_ok=True)
         log.info("project_disposed", project=project_id, method=method, files=result.files)
         return result
+
+
+def _mount_points(zone: Path) -> list[str]:
+    """Folders of the data zone on another file system: the anonymisation does not enter
+    them, so their files would be neither judged nor deleted; the run waits until they are
+    unmounted. Symlinks are not followed."""
+    try:
+        device = os.lstat(zone).st_dev
+    except FileNotFoundError:
+        return []
+    found = []
+    for folder, names, _files in os.walk(zone):
+        for name in list(names):
+            path = os.path.join(folder, name)
+            if os.lstat(path).st_dev != device:
+                found.append(os.path.relpath(path, zone))
+                names.remove(name)
+    return found
 
 
 def _method_begun(services: Services, project_id: str) -> str | None:
