@@ -1,114 +1,32 @@
 """Disposal by anonymisation, the data zone's part (L6, L7), on real files as root: each file is
 kept, anonymised or deleted by the rules of agent.lifecycle.anonymise_settings, nothing outside
-the zone is touched, and a run killed with SIGKILL resumes to the same outcomes. Archiving's
-note for the certificate (L9) is at the end."""
+the zone is touched. Resuming after a kill: test_anonymise_run_resume.py."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from agent.anonymise import tables
 from agent.anonymise.tables import read_table
-from agent.errors import Failed, Refused
-from agent.lifecycle.anonymise_run import (
-    TABLE_SUFFIXES,
-    TableOutcome,
-    anonymise_data_zone,
-    archive_note,
+from tests.lifecycle.anonymise_zone import (
+    CONFIG,
+    POLICY,
+    QIS,
+    YRKE_HIERARCHY,
+    by_path,
+    identifying_table,
+    project_zone,
+    run,
+    sha256,
+    write_csv,
 )
-from agent.lifecycle.model import ApprovalFacts, ApprovalKind
-from agent.policy.files import load_default_policy
-from agent.store.tables import Approval
 from tests.support.anonymity import fewest_persons, independent_k
-from tests.support.identity_numbers import some
 
 pytestmark = pytest.mark.root
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = load_default_policy()
-TODAY = date(2031, 7, 1)
-QIS = ["alder", "kommune", "kjonn", "yrke"]
-CONFIG = """\
-quasi_identifiers = ["alder", "kommune", "kjonn", "yrke"]
-direct_identifiers = ["navn"]
-seed = 7
-[hierarchies]
-alder = "age"
-yrke = "hierarkier/yrke.csv"
-"""
-JOBS = ["lege", "sykepleier", "snekker", "elektriker"]
-YRKE_HIERARCHY = "lege;helse;*\nsykepleier;helse;*\nsnekker;bygg;*\nelektriker;bygg;*\n"
-
-
-def never() -> bool:
-    return False
-
-
-def run(zone: Path, journal: Path, should_stop: Callable[[], bool] = never
-        ) -> tuple[list[TableOutcome], bool]:
-    return anonymise_data_zone(zone, journal, policy=POLICY, today=TODAY,
-                               should_stop=should_stop)
-
-
-def by_path(outcomes: list[TableOutcome]) -> dict[str, TableOutcome]:
-    assert len({outcome.path for outcome in outcomes}) == len(outcomes)
-    return {outcome.path: outcome for outcome in outcomes}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_csv(path: Path, frame: pl.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_csv(path, separator=";")
-
-
-def anonymous_table() -> pl.DataFrame:
-    """Already 5-anonymous over the config's quasi-identifiers it has (no kjonn, no yrke)."""
-    return pl.DataFrame({"alder": ["30-34"] * 5 + ["40-44"] * 5,
-                         "kommune": ["03"] * 5 + ["11"] * 5,
-                         "diagnose": ["J45", "E11", "I10", "J45", "E11"] * 2})
-
-
-def identifying_table() -> pl.DataFrame:
-    """Exact ages, municipalities, names and identity numbers: 40 persons, each alone."""
-    return pl.DataFrame({
-        "navn": [f"Person {n}" for n in range(40)],
-        "fnr": [some(1 + n % 28, 1 + n % 12, 60 + n % 30) for n in range(40)],
-        "alder": [str(20 + n) for n in range(40)],
-        "kommune": ["0301", "0302", "1103", "1106"] * 10,
-        "kjonn": ["M", "K"] * 20,
-        "yrke": [JOBS[n % 4] for n in range(40)],
-        "diagnose": ["J45", "E11", "I10", "C50", "F32"] * 8,
-    })
-
-
-def project_zone(root: Path) -> Path:
-    """A data zone: the config and its hierarchy, a table to keep, one to anonymise (and a
-    Parquet copy of it), one too small for k, a file that is no table."""
-    zone = root / "data"
-    (zone / "hierarkier").mkdir(parents=True)
-    (zone / "anonymisation.toml").write_text(CONFIG)
-    (zone / "hierarkier" / "yrke.csv").write_text(YRKE_HIERARCHY)
-    write_csv(zone / "kept.csv", anonymous_table())
-    write_csv(zone / "cohort" / "visits.csv", identifying_table())
-    identifying_table().write_parquet(zone / "cohort" / "visits.parquet")
-    write_csv(zone / "small.csv", identifying_table().head(3))
-    (zone / "cohort" / "scan.pdf").write_bytes(b"%PDF-1.7 not a table\n")
-    return zone
 
 
 # --- each file's outcome ------------------------------------------------------------------------
@@ -330,169 +248,3 @@ def test_l7_a_config_that_does_not_parse_is_no_config(tmp_path: Path) -> None:
     assert {outcome.outcome for outcome in found.values()} == {"deleted"}
 
 
-# --- journalled, resumable, stoppable -----------------------------------------------------------
-
-_KILLED_RUN = r"""
-import sys, time
-from datetime import date
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from agent.lifecycle.anonymise_run import anonymise_data_zone
-from agent.policy.files import load_default_policy
-zone, journal, marker, kill_at = sys.argv[2:6]
-asked = [0]
-def should_stop():
-    asked[0] += 1
-    if asked[0] == int(kill_at):
-        Path(marker).write_text("here")
-        time.sleep(3600)  # killed here
-    return False
-anonymise_data_zone(Path(zone), Path(journal), policy=load_default_policy(),
-                    today=date(2031, 7, 1), should_stop=should_stop)
-"""
-
-
-def kill_mid_run(tmp_path: Path, zone: Path, journal: Path, kill_at: int) -> None:
-    marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(ROOT), str(zone),
-                              str(journal), str(marker), str(kill_at)])
-    try:
-        deadline = time.monotonic() + 120  # a guard against a hang, not a timing assertion
-        while not marker.exists():
-            assert child.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the run never reached the file"
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
-
-
-@pytest.mark.parametrize("kill_at", [1, 3, 5, 6, 7])
-def test_l7_a_run_killed_with_sigkill_completes_with_the_same_outcomes(
-        tmp_path: Path, kill_at: int) -> None:
-    zone = project_zone(tmp_path / "killed")
-    reference_zone = project_zone(tmp_path / "reference")
-    expected, _ = run(reference_zone, tmp_path / "reference-journal")
-    assert len(expected) == 7  # 5 files, then the hierarchy and the config
-
-    kill_mid_run(tmp_path, zone, tmp_path / "journal", kill_at)
-    outcomes, stopped = run(zone, tmp_path / "journal")
-
-    assert not stopped
-    assert sorted(outcomes, key=lambda o: o.path) == sorted(expected, key=lambda o: o.path)
-    assert sorted(p.read_bytes() for p in zone.rglob("*") if p.is_file()) == \
-        sorted(p.read_bytes() for p in reference_zone.rglob("*") if p.is_file())
-    assert run(zone, tmp_path / "journal") == (outcomes, False)  # a second run: nothing new
-
-
-def test_l7_a_run_killed_around_the_rename_finds_its_pending_outcome(tmp_path: Path) -> None:
-    """The state SIGKILL leaves between journalling an anonymised version as pending and
-    recording its outcome: renamed into place or not, the next run ends where a whole one
-    would, without anonymising the anonymised table again."""
-    reference = project_zone(tmp_path / "reference")
-    expected, _ = run(reference, tmp_path / "reference-journal")
-    lines = (tmp_path / "reference-journal" / "anonymise.jsonl").read_text().splitlines()
-    pending = next(n for n, line in enumerate(lines) if '"pending"' in line)
-    path = json.loads(lines[pending])["pending"]["path"]
-
-    for renamed in (True, False):
-        case = tmp_path / f"renamed-{renamed}"
-        zone = project_zone(case)
-        journal = case / "journal"
-        journal.mkdir()
-        (journal / "anonymise.jsonl").write_text(
-            "\n".join(lines[:pending + 1]).replace(str(reference), str(zone)) + "\n")
-        done = [json.loads(line)["outcome"]["path"] for line in lines[1:pending]]
-        for name in done:  # as the killed run left them
-            if os.path.lexists(reference / name):
-                shutil.copy2(reference / name, zone / name)
-            else:
-                (zone / name).unlink()
-        if renamed:
-            shutil.copy2(reference / path, zone / path)
-
-        outcomes, _ = run(zone, journal)
-
-        assert sorted(outcomes, key=lambda o: o.path) == sorted(expected, key=lambda o: o.path)
-        assert sha256(zone / path) == sha256(reference / path)
-
-
-def test_l5_should_stop_stops_before_the_next_file_and_a_later_run_finishes(
-        tmp_path: Path) -> None:
-    zone = project_zone(tmp_path)
-    asked: list[bool] = []
-
-    def hold_after_two() -> bool:
-        asked.append(True)
-        return len(asked) > 2
-
-    outcomes, stopped = run(zone, tmp_path / "journal", hold_after_two)
-
-    assert stopped and len(asked) == 3 and len(outcomes) == 2
-    assert (zone / "anonymisation.toml").exists()
-    assert len([p for p in zone.rglob("*") if p.is_file()]) == 7 - sum(
-        o.outcome == "deleted" for o in outcomes)
-    finished, stopped_again = run(zone, tmp_path / "journal")
-    assert not stopped_again and finished[:2] == outcomes and len(finished) == 7
-
-
-def test_l2_a_journal_of_another_zone_or_a_damaged_one_is_refused(tmp_path: Path) -> None:
-    first = project_zone(tmp_path / "one")
-    other = project_zone(tmp_path / "two")
-    run(first, tmp_path / "journal", lambda: True)
-    with pytest.raises(Failed, match="is for the zone"):
-        run(other, tmp_path / "journal")
-    journal = tmp_path / "journal" / "anonymise.jsonl"
-    journal.write_text(journal.read_text() + "rubbish\n{\"outcome\": {\"path\": \"x\"}}\n")
-    with pytest.raises(Failed, match="line 2 is not a record"):
-        run(first, tmp_path / "journal")
-    assert len([p for p in other.rglob("*") if p.is_file()]) == 7
-
-
-def test_l2_a_line_torn_by_a_crash_is_cut_off_and_that_file_redone(tmp_path: Path) -> None:
-    zone = project_zone(tmp_path)
-    journal = tmp_path / "journal"
-    asked: list[bool] = []
-
-    def stop_after_one() -> bool:
-        asked.append(True)
-        return len(asked) > 1
-
-    first, _ = run(zone, journal, stop_after_one)
-    assert len(first) == 1
-    with (journal / "anonymise.jsonl").open("a") as stream:
-        stream.write('{"outcome": {"path": "half')
-
-    outcomes, _ = run(zone, journal)
-
-    assert outcomes[0] == first[0] and len(outcomes) == 7
-    assert "half" not in (journal / "anonymise.jsonl").read_text()
-
-
-def test_l7_the_readers_extensions_are_the_ones_taken_for_tables() -> None:
-    assert set(tables._EXTENSIONS) == TABLE_SUFFIXES
-
-
-# --- archiving (L9) -------------------------------------------------------------------------------
-
-
-def test_l9_the_archive_note_names_the_transfer_agreement_as_last_recorded() -> None:
-    facts = [ApprovalFacts(1, ApprovalKind.REK, "REK 2020/123"),
-             ApprovalFacts(2, ApprovalKind.TRANSFER_AGREEMENT, "NSD-2031-7",
-                           valid_until=date(2040, 1, 1)),
-             ApprovalFacts(3, ApprovalKind.TRANSFER_AGREEMENT, "NSD-2031-7",
-                           valid_until=date(2045, 1, 1))]
-    assert archive_note(facts) == ("transferred to the external archive under transfer "
-                                   "agreement NSD-2031-7 (valid until 2045-01-01), then "
-                                   "deleted locally (L9)")
-    row = Approval(id=4, project_id="p1", kind="transfer_agreement", reference="SSB 99",
-                   recorded_by="root", recorded_at=datetime(2031, 6, 30, 23, 30, tzinfo=UTC))
-    assert archive_note([row]) == ("transferred to the external archive under transfer "
-                                   "agreement SSB 99 (recorded 2031-06-30), then deleted "
-                                   "locally (L9)")
-    with pytest.raises(Refused, match="no transfer agreement") as refused:
-        archive_note(facts[:1])
-    assert refused.value.rule == "L9"
