@@ -36,7 +36,12 @@ from sqlmodel import col, select
 from agent.api.dispatch import Caller, RequestContext
 from agent.errors import KeyDestroyed, Refused
 from agent.lifecycle.anonymise_journal import NAME as ANONYMISE_JOURNAL
-from agent.lifecycle.anonymise_run import FAILED, TableOutcome, anonymise_data_zone
+from agent.lifecycle.anonymise_run import (
+    FAILED,
+    TableOutcome,
+    anonymise_data_zone,
+    archive_note,
+)
 from agent.lifecycle.certificate import DisposalRecord
 from agent.lifecycle.certificate_ops import certificate_path, issue_certificate
 from agent.lifecycle.decision import disposal_method
@@ -263,7 +268,9 @@ def _record(services: Services, project_id: str, method: str, files: list[Item],
         files=tuple(files),
         tables=tuple(table.to_json() for table in tables),
         verification={"zones_empty": True, "left": [], "key_opens": False,
-                      "data_zone": "only the tables kept or anonymised" if tables else "empty"},
+                      "data_zone": "only the tables kept or anonymised" if tables else "empty",
+                      **({"archive": archive_note(facts.approvals)} if method == "archive"
+                         else {})},
         started_at=started, finished_at=now,
     )
 

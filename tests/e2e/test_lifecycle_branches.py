@@ -58,3 +58,21 @@ def test_l4_a_clinical_trial_keeps_its_data_25_years_after_the_final_report(
     assert run(daemon)["state"] == "retained"
     set_clock(daemon, "2051-07-01T09:00:00+00:00")
     assert run(daemon)["applied"] == ["dispose", "anonymised", "close"]
+
+
+def test_l9_with_a_transfer_agreement_the_data_is_archived_then_deleted_locally(
+    dated_daemon: RunningDaemon, unix_users: UserFactory
+) -> None:
+    daemon = dated_daemon
+    start(daemon, unix_users)
+    ok(daemon.vokter("approval", "add", PROJECT, "--kind", "transfer_agreement", "--ref",
+                     "Sikt 2026/42"))
+    plan = json.loads(ok(daemon.vokter("lifecycle", "plan", PROJECT, "--json")))
+    assert plan["method"] == "archive"
+    set_clock(daemon, "2026-04-15T09:00:00+00:00")
+    assert run(daemon)["applied"] == ["end", "dispose", "archived", "close"]
+    assert list((daemon.zones_dir / PROJECT / "data").iterdir()) == []
+    folder = daemon.state_dir / "disposal" / PROJECT
+    payload = json.loads(json.loads((folder / "certificate.json").read_text())["payload"])
+    assert payload["method"] == "archive"
+    assert "Sikt 2026/42" in json.dumps(payload["verification"])
