@@ -18,26 +18,28 @@ connection of its own for the whole run (released by the server if the daemon di
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import text
 from sqlmodel import col, select
 
+from agent.access.processes import find_holders
+from agent.access.sync import active_members
 from agent.api.dispatch import Caller, RequestContext
+from agent.audit.redact import redact_identity_numbers
 from agent.errors import KeyDestroyed, Refused
+from agent.lifecycle import removal_journal
 from agent.lifecycle.anonymise_journal import NAME as ANONYMISE_JOURNAL
 from agent.lifecycle.anonymise_run import (
+    ANONYMISED,
     FAILED,
+    KEPT,
     TableOutcome,
     anonymise_data_zone,
     archive_note,
@@ -45,9 +47,17 @@ from agent.lifecycle.anonymise_run import (
 from agent.lifecycle.certificate import DisposalRecord
 from agent.lifecycle.certificate_ops import certificate_path, issue_certificate
 from agent.lifecycle.decision import disposal_method
+from agent.lifecycle.disposal_guard import (
+    HoldWatch,
+    claim,
+    daemon_id,
+    hold_flag_clear,
+    mount_points,
+)
 from agent.lifecycle.facts_io import project_facts
 from agent.lifecycle.model import State
 from agent.lifecycle.removal import Item, Removal
+from agent.lifecycle.removal_journal import PLAN
 from agent.lifecycle.states import Event
 from agent.lifecycle.transitions import apply_event, held
 from agent.services import Services
@@ -55,11 +65,6 @@ from agent.store.tables import AuditEvent, Project, ProjectKeyset
 
 log = structlog.get_logger("vokter.lifecycle")
 
-#: How often, at most, a running removal asks the store whether a hold was placed.
-HOLD_CHECK_SECONDS = 0.5
-
-_LOCAL_CLAIMS: set[str] = set()
-_LOCAL_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +77,12 @@ class Disposed:
     removed: int = 0
     gone: int = 0
     errors: tuple[str, ...] = ()
+    method: str = ""
+    tables: dict[str, int] | None = None
 
     def view(self) -> dict[str, Any]:
         data = asdict(self)
-        data["errors"] = list(self.errors[:20])
+        data["errors"] = [redact_identity_numbers(error) for error in self.errors[:20]]
         return data
 
 
@@ -84,54 +91,6 @@ def journal_dir(services: Services, project_id: str) -> Path:
     folder = services.config.state_dir / "disposal"
     folder.mkdir(mode=0o700, exist_ok=True)
     return folder / project_id
-
-
-@contextmanager
-def claim(services: Services, project_id: str) -> Iterator[bool]:
-    """Whether this daemon may run the project's disposal now; held for the whole run."""
-    if services.store.backend == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"vokter-disposal:{project_id}".encode()).digest()[:8],
-                             "big", signed=True)
-        with services.store.engine.connect() as connection:
-            got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                          {"key": key}).scalar())
-            try:
-                yield got
-            finally:
-                if got:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
-        return
-    with _LOCAL_GUARD:
-        got = project_id not in _LOCAL_CLAIMS
-        _LOCAL_CLAIMS.add(project_id)
-    try:
-        yield got
-    finally:
-        if got:
-            with _LOCAL_GUARD:
-                _LOCAL_CLAIMS.discard(project_id)
-
-
-class _HoldWatch:
-    """``should_stop`` for the removal: asks the store at most every half second, since it is
-    called before every file, from the removal's threads."""
-
-    def __init__(self, services: Services, project_id: str) -> None:
-        self.services = services
-        self.project_id = project_id
-        self._checked = 0.0
-        self._held = False
-        self._lock = threading.Lock()
-
-    def __call__(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if not self._held and now - self._checked >= HOLD_CHECK_SECONDS:
-                self._checked = now
-                with self.services.store.read() as session:
-                    self._held = held(session, self.project_id)
-            return self._held
 
 
 def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
@@ -152,41 +111,44 @@ def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
             facts = project_facts(session, row)
             data = Path(row.data_root)
             others = [Path(row.key_root), Path(row.export_root), Path(row.quarantine_root)]
+            people = {member.uid for member in active_members(session, project_id)}
+            people.add(row.leader_uid)
             if held(session, project_id):
                 return Disposed(project_id, "stopped")
+        hold_flag_clear(project_id)
+        begun = _begun(services, project_id)
         policy = services.policies.current()
-        method = _method_begun(services, project_id) or disposal_method(facts.approvals, policy)
-        _shred(ctx, project_id)
-        watch = _HoldWatch(services, project_id)
+        method = str(begun.get("method") or disposal_method(facts.approvals, policy))
         journal = journal_dir(services, project_id)
+        refusal = _not_resumable_here(services, project_id, begun, journal)
+        if refusal is not None:
+            return _not_finished(ctx, Disposed(project_id, refusal, method=method), [])
+        _shred(ctx, project_id)
+        watch = HoldWatch(services, project_id)
         removal = Removal(journal, others if method == "anonymise" else [data, *others])
         files = [item for item in removal.plan() if item.kind == "file"]
         report = removal.run(should_stop=watch)
         tables: list[TableOutcome] = []
         stopped = report.stopped
-        mounted = _mount_points(data) if method == "anonymise" else []
-        if method == "anonymise" and not stopped and not mounted:
+        blocking = _data_zone_blocked(data, people) if method == "anonymise" else []
+        if method == "anonymise" and not stopped and not blocking:
             tables, stopped = anonymise_data_zone(data, journal, policy=policy,
                                                   today=services.clock.now().date(),
                                                   should_stop=watch)
         left = [] if stopped else removal.verify()
-        failed = [table.path for table in tables if table.outcome == FAILED] + [
-            f"{path}: a file system is mounted here; unmount it" for path in mounted]
+        failed = [f"{table.path}: failed" for table in tables if table.outcome == FAILED]
+        failed += blocking + ([] if stopped else _changed_since_judged(data, tables))
         outcome = "stopped" if stopped else (
             "incomplete" if left or report.errors or failed else "done")
         size = sum(item.size for item in files) + sum(table.size_before for table in tables)
         result = Disposed(project_id, outcome, len(files) + len(tables), size, report.removed,
-                          report.gone, report.errors + tuple(f"{path}: failed" for path in failed))
+                          report.gone, report.errors + tuple(failed), method=method,
+                          tables=_table_counts(tables))
+        if outcome != "done":
+            return _not_finished(ctx, result, left)
         with services.store.write() as session:
             ctx.audit(session, "lifecycle.disposal_run", project=project_id, target=project_id,
-                      rule="L5" if stopped else "L2",
-                      outcome="ok" if outcome == "done" else "failed",
-                      details={**result.view(), "method": method, "left": len(left),
-                               "tables": _table_counts(tables)})
-        if outcome != "done":
-            log.warning("disposal_not_finished", project=project_id, outcome=outcome,
-                        errors=len(result.errors), left=len(left))
-            return result
+                      rule="L2", details={**result.view(), "left": 0})
         _check_unreadable(services, project_id)
         if not certificate_path(services, project_id).exists():
             # Before the last step, outside any transaction (sealing a checkpoint writes):
@@ -195,42 +157,98 @@ def dispose(services: Services, actor: Caller, project_id: str) -> Disposed:
         apply_event(services, project_id, _FINAL[method], audit=ctx.audit,
                     expect=State.DISPOSING,
                     details={"files": result.files, "bytes": size, "method": method})
-        # The journals name every file the project had; the certificate says what is needed.
-        removal.discard_journal()
-        (journal / ANONYMISE_JOURNAL).unlink(missing_ok=True)
+        discard_journals(services, project_id)
         log.info("project_disposed", project=project_id, method=method, files=result.files)
         return result
 
 
-def _mount_points(zone: Path) -> list[str]:
-    """Folders of the data zone on another file system: the anonymisation does not enter
-    them, so their files would be neither judged nor deleted; the run waits until they are
-    unmounted. Symlinks are not followed."""
-    try:
-        device = os.lstat(zone).st_dev
-    except FileNotFoundError:
-        return []
-    found = []
-    for folder, names, _files in os.walk(zone):
-        for name in list(names):
-            path = os.path.join(folder, name)
-            if os.lstat(path).st_dev != device:
-                found.append(os.path.relpath(path, zone))
-                names.remove(name)
-    return found
-
-
-def _method_begun(services: Services, project_id: str) -> str | None:
-    """The method fixed when disposal began (the ``lifecycle.dispose`` event says it)."""
+def _begun(services: Services, project_id: str) -> dict[str, Any]:
+    """What was fixed when disposal began (the ``lifecycle.dispose`` event): the method, and
+    the daemon whose journals the run keeps."""
     with services.store.read() as session:
         began = session.exec(
             select(AuditEvent).where(AuditEvent.project_id == project_id,
                                      AuditEvent.action == "lifecycle.dispose")
             .order_by(col(AuditEvent.seq).desc())).first()
     if began is None:
-        return None
-    method = json.loads(began.details).get("method")
-    return method if method in _FINAL else None
+        return {}
+    details: dict[str, Any] = json.loads(began.details)
+    if details.get("method") not in _FINAL:
+        details.pop("method", None)
+    return details
+
+
+def _not_resumable_here(services: Services, project_id: str, begun: dict[str, Any],
+                        journal: Path) -> str | None:
+    """A run is resumed only where its journal is: by the daemon that began it, and only if
+    the journal of an earlier run is still there (else its certificate would list only what
+    was left)."""
+    by = begun.get("daemon")
+    if by is not None and by != daemon_id(services):
+        return f"begun by {by}"
+    with services.store.read() as session:
+        earlier = session.exec(
+            select(AuditEvent.seq).where(AuditEvent.project_id == project_id,
+                                         AuditEvent.action == "lifecycle.disposal_run")).first()
+    if earlier is not None and not (journal / PLAN).exists():
+        return "journal lost"
+    return None
+
+
+def _not_finished(ctx: RequestContext, result: Disposed, left: list[str]) -> Disposed:
+    """Audited, logged, and left disposing for the next sweep (or for a person)."""
+    with ctx.services.store.write() as session:
+        ctx.audit(session, "lifecycle.disposal_run", project=result.project,
+                  target=result.project, outcome="failed",
+                  rule="L5" if result.outcome == "stopped" else "L2",
+                  details={**result.view(), "left": len(left),
+                           "left_first": [redact_identity_numbers(path) for path in left[:20]]})
+    log.warning("disposal_not_finished", project=result.project, outcome=result.outcome,
+                errors=len(result.errors), left=len(left))
+    return result
+
+
+def _data_zone_blocked(data: Path, people: set[int]) -> list[str]:
+    """What keeps the data zone from being judged now: a file system mounted in it, or a
+    process of the project's people holding its files (a writer from before the end could
+    change a table after it was judged)."""
+    blocking = [f"{path}: a file system is mounted here; unmount it"
+                for path in mount_points(data)]
+    for uid in sorted(people):
+        for hold in find_holders(uid, [str(data)]):
+            blocking.append(f"process {hold.pid} of {hold.user} holds files in the data zone; "
+                            "end it")
+    return blocking
+
+
+def _changed_since_judged(data: Path, tables: list[TableOutcome]) -> list[str]:
+    """Every table kept or anonymised is hashed again: it must be what was judged."""
+    changed = []
+    for table in tables:
+        if table.outcome in (KEPT, ANONYMISED) and table.sha256_after is not None:
+            try:
+                now = hashlib.sha256((data / table.path).read_bytes()).hexdigest()
+            except OSError:
+                now = None
+            if now != table.sha256_after:
+                changed.append(f"{table.path}: changed after it was judged")
+    return changed
+
+
+def discard_journals(services: Services, project_id: str) -> None:
+    """The journals name every file the project had; once the certificate states what is
+    needed (or the project is disposed of and a crash left them), they go."""
+    journal = journal_dir(services, project_id)
+    try:
+        folder = os.open(journal, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        removal_journal.discard(folder)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ANONYMISE_JOURNAL, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 _FINAL = {"delete": Event.DELETED, "anonymise": Event.ANONYMISED, "archive": Event.ARCHIVED}
@@ -259,7 +277,7 @@ def _record(services: Services, project_id: str, method: str, files: list[Item],
         project=project_id, title=row.title, leader=row.leader, end_date=row.end_date,
         policy_name=policy.name, policy_version=policy.version, approvals=facts.approvals,
         holds=facts.holds, holds_checked_at=now,
-        decision=(*decision, (final.value, "L6" if method == "anonymise" else "L2")),
+        decision=(*decision, (final.value, _FINAL_RULE[method])),
         method=method,
         keyset={} if keyset is None else {
             "destroyed_at": None if keyset.destroyed_at is None
@@ -275,7 +293,8 @@ def _record(services: Services, project_id: str, method: str, files: list[Item],
     )
 
 
-_STEPS = ("lifecycle.end", "lifecycle.retain", "lifecycle.dispose")
+_STEPS = ("lifecycle.end", "lifecycle.extend", "lifecycle.retain", "lifecycle.dispose")
+_FINAL_RULE = {"delete": "L2", "anonymise": "L6", "archive": "L9"}
 
 
 def _table_counts(tables: list[TableOutcome]) -> dict[str, int]:

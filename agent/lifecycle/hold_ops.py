@@ -18,6 +18,7 @@ from agent.access.permissions import Action, Relation, hides_existence, may
 from agent.api.dispatch import RequestContext
 from agent.api.schemas import HoldListArgs, HoldPlaceArgs, HoldReleaseArgs
 from agent.errors import NotFound, Refused
+from agent.lifecycle.disposal_guard import hold_placed
 from agent.lifecycle.facts_io import hold_facts
 from agent.lifecycle.holds import (
     HOLD_PLACED,
@@ -94,7 +95,9 @@ def place_hold(ctx: RequestContext, args: HoldPlaceArgs) -> dict[str, Any]:
                   rule="L5", details={"hold": row.id, "reason": reason.value,
                                       "reference": reference, "note": note,
                                       "state": project.state})
-        return {**hold_view(row), "project_state": project.state}
+        placed = {**hold_view(row), "project_state": project.state}
+    hold_placed(project.id)  # a disposal running in this daemon stops before its next file
+    return placed
 
 
 def release_hold(ctx: RequestContext, args: HoldReleaseArgs) -> dict[str, Any]:
@@ -119,7 +122,9 @@ def release_hold(ctx: RequestContext, args: HoldReleaseArgs) -> dict[str, Any]:
                   rule="L5", details={"hold": row.id, "reason": row.reason,
                                       "reference": row.reference, "placed_by": row.placed_by,
                                       "note": note, "state": project.state})
-        return {**hold_view(row), "project_state": project.state}
+        placed = {**hold_view(row), "project_state": project.state}
+    hold_placed(project.id)  # a disposal running in this daemon stops before its next file
+    return placed
 
 
 def list_holds(ctx: RequestContext, args: HoldListArgs) -> list[dict[str, Any]]:

@@ -51,9 +51,11 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (State.ENDED, Event.RETAIN): Transition(State.RETAINED, "L3"),
     (State.ENDED, Event.DISPOSE): Transition(State.DISPOSING, "L2"),
     (State.RETAINED, Event.DISPOSE): Transition(State.DISPOSING, "L3"),
-    (State.DISPOSING, Event.ANONYMISED): Transition(State.ANONYMISED, "L6"),
-    (State.DISPOSING, Event.DELETED): Transition(State.DELETED, "L2"),
-    (State.DISPOSING, Event.ARCHIVED): Transition(State.ARCHIVED, "L9"),
+    # Recording a destruction already done: a hold placed after the last file went cannot
+    # undo it, and must not leave the project disposing for as long as it stands.
+    (State.DISPOSING, Event.ANONYMISED): Transition(State.ANONYMISED, "L6", held_back=False),
+    (State.DISPOSING, Event.DELETED): Transition(State.DELETED, "L2", held_back=False),
+    (State.DISPOSING, Event.ARCHIVED): Transition(State.ARCHIVED, "L9", held_back=False),
     **{(state, Event.CLOSE): Transition(State.CLOSED, "L2") for state in _DISPOSED},
 }
 

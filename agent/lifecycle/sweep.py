@@ -21,10 +21,12 @@ from sqlmodel import Session, col, select
 from agent.api.dispatch import Caller, RequestContext
 from agent.errors import VokterError
 from agent.lifecycle.decision import decide
-from agent.lifecycle.disposal import dispose
+from agent.lifecycle.disposal import discard_journals, dispose
+from agent.lifecycle.disposal_guard import daemon_id
 from agent.lifecycle.facts_io import project_facts
 from agent.lifecycle.model import ProjectFacts, State
 from agent.lifecycle.states import Event
+from agent.lifecycle.states import disposed as disposed_state
 from agent.lifecycle.transitions import apply_event
 from agent.policy.model import Policy
 from agent.services import Services
@@ -72,9 +74,16 @@ def _sent(session: Session, project_id: str, key: str) -> bool:
     ).first() is not None
 
 
-def still_due(event: Event, policy: Policy, today: date) -> Callable[[ProjectFacts], bool]:
-    """Whether ``event`` is still due, asked again under the project's lock."""
-    return lambda facts: decide(facts, policy, today).due is event
+def still_due(event: Event, method: str, policy: Policy,
+              today: date) -> Callable[[ProjectFacts], bool]:
+    """Whether ``event`` is still due, with the same disposal method (an approval recorded
+    meanwhile may have changed it), asked again under the project's lock."""
+
+    def due(facts: ProjectFacts) -> bool:
+        plan = decide(facts, policy, today)
+        return plan.due is event and plan.method == method
+
+    return due
 
 
 def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
@@ -105,8 +114,10 @@ def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
             if disposed.outcome != "done":
                 return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
                              f"disposal {disposed.outcome}", bool(plan.held_by))
-            applied.append(_DONE[plan.method])
+            applied.append(_DONE[disposed.method])
             continue
+        if disposed_state(facts.state):
+            discard_journals(services, project_id)  # a crash after the last step left them
         if plan.due is None or plan.due not in _SWEPT:
             waiting = None if plan.due is None else plan.due.value
             return Swept(project_id, facts.state.value, tuple(applied), tuple(notices),
@@ -114,11 +125,12 @@ def sweep_project(ctx: RequestContext, project_id: str) -> Swept:
         # The disposal's method is fixed when it begins: a policy changed mid-run must not
         # turn a half-done anonymisation into a deletion, or the other way round.
         details = {"by": "schedule"} | (
-            {"method": plan.method} if plan.due is Event.DISPOSE else {})
+            {"method": plan.method, "daemon": daemon_id(services)}
+            if plan.due is Event.DISPOSE else {})
         done = apply_event(services, project_id, plan.due, audit=ctx.audit,
                            details=details, expect=facts.state,
-                           recheck=still_due(plan.due, services.policies.current(),
-                                             plan.today))
+                           recheck=still_due(plan.due, plan.method,
+                                             services.policies.current(), plan.today))
         if done is not None:  # else another daemon took the step: decide again
             log.info("lifecycle_step", project=project_id, step=plan.due.value,
                      state=done.after.value, rule=done.rule)
@@ -137,6 +149,7 @@ def sweep(services: Services, actor: Caller, *, only: str | None = None) -> list
         except Exception as error:  # one project never stops the sweep of the others
             text = error.one_line() if isinstance(error, VokterError) else (
                 f"{type(error).__name__}: {error}")
+            results.append(Swept(project_id, "unknown", (), (), f"failed: {text}", False))
             log.error("lifecycle_sweep_failed", project=project_id, error=text)
             with services.store.write() as session:
                 ctx.audit(session, "lifecycle.sweep_failed", outcome="failed",

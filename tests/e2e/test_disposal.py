@@ -254,18 +254,23 @@ def test_l6_a_file_system_mounted_in_the_data_zone_keeps_the_disposal_waiting(
     leader = unix_users.create("vkl")
     ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
                      leader.name, "--end-date", "2026-03-31"))
+    # A bind mount of a folder on the same file system: no change of device gives it away.
+    outside = daemon.root / "elsewhere"
+    outside.mkdir()
+    (outside / "copy.csv").write_text("a;b\n1;2\n")
     mounted = daemon.zones_dir / PROJECT / "data" / "usb"
     mounted.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mounted)], check=True)
+    subprocess.run(["mount", "--bind", str(outside), str(mounted)], check=True)
     try:
-        (mounted / "copy.csv").write_text("a;b\n1;2\n")
         set_clock(daemon, "2026-04-20T09:00:00+00:00")
         waiting = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
         assert waiting["state"] == "disposing" and waiting["waiting"] == "disposal incomplete"
         assert (mounted / "copy.csv").exists()
         runs = [e for e in daemon.audit_events() if e["action"] == "lifecycle.disposal_run"]
         assert "usb: a file system is mounted here" in runs[-1]["details"]
+        assert runs[-1]["outcome"] == "failed"
     finally:
         subprocess.run(["umount", str(mounted)], check=True)
     done = json.loads(ok(daemon.vokter("lifecycle", "run", "--json")))[0]
     assert done["state"] == "closed"
+    assert (outside / "copy.csv").read_text() == "a;b\n1;2\n"  # never the zone's to judge
