@@ -10,11 +10,8 @@ from agent.audit.export_check import ExportReport, check_export
 from agent.audit.keys import key_id_of, load_public_pem
 from agent.audit.manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES
 from agent.errors import PolicyInvalid
-from agent.lifecycle.certificate import (
-    MAX_CERTIFICATE_BYTES,
-    CertificateCheck,
-    check_certificate,
-)
+from agent.lifecycle.certificate import MAX_CERTIFICATE_BYTES
+from agent.lifecycle.certificate_check import CertificateCheck, check_certificate
 from agent.policy import format_issues, load_policy_file
 
 #: An auditor's public key file is a few hundred bytes; anything far larger is the wrong file.

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agent.audit.chain import parse_time
-from agent.lifecycle.certificate import Certificate
+from agent.lifecycle.certificate_check import Certificate
 
 _METHODS = {
     "delete": "cryptographic erase of the project's keyset, then deletion of every file of "

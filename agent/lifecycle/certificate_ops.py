@@ -42,9 +42,8 @@ from agent.lifecycle.certificate import (
     DisposalRecord,
     certificate_document,
     certificate_payload,
-    check_certificate,
-    parse_certificate_document,
 )
+from agent.lifecycle.certificate_check import check_certificate, parse_certificate_document
 from agent.lifecycle.certificate_html import render_html
 from agent.projects.service import project_for
 from agent.services import Services

@@ -71,8 +71,9 @@ class LifecycleScheduler:
         hour = self.services.policies.current().lifecycle.sweep_hour
         self._scheduler.add_job(scheduled_sweep, CronTrigger(hour=hour, minute=0, timezone=UTC),
                                 id="lifecycle-sweep", replace_existing=True)
-        # wall-clock: the catch-up runs now in real time, whatever date the daemon's clock says.
-        self._scheduler.add_job(scheduled_sweep, "date", run_date=datetime.now(UTC),
+        # The catch-up runs now in real time, whatever date the daemon's clock says.
+        now = datetime.now(UTC)  # wall-clock: APScheduler's triggers run on real time
+        self._scheduler.add_job(scheduled_sweep, "date", run_date=now,
                                 id="lifecycle-catch-up", replace_existing=True)
         self._scheduler.start()
         self.services.watchers.append(f"lifecycle: daily sweep at {hour:02d}:00 UTC")
@@ -110,8 +111,8 @@ class LifecycleScheduler:
         # The daemon's clock may run apart from the real one (a drill's clock file): the job
         # waits the same number of days from now in real time.
         delay = when - self.services.clock.now()
-        # wall-clock: APScheduler triggers run on real time.
-        run_at = datetime.now(UTC) + max(delay, timedelta(0))
+        real_now = datetime.now(UTC)  # wall-clock: APScheduler's triggers run on real time
+        run_at = real_now + max(delay, timedelta(0))
         self._scheduler.add_job(scheduled_sweep, "date", run_date=run_at, args=[project_id],
                                 id=job_id, replace_existing=True)
         log.debug("lifecycle_scheduled", project=project_id, at=when.isoformat())

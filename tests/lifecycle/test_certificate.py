@@ -18,9 +18,8 @@ from agent.lifecycle.certificate import (
     DisposalRecord,
     certificate_document,
     certificate_payload,
-    check_certificate,
-    parse_certificate_payload,
 )
+from agent.lifecycle.certificate_check import check_certificate, parse_certificate_payload
 from agent.lifecycle.certificate_html import certificate_html
 from agent.lifecycle.model import ApprovalFacts, ApprovalKind, HoldFacts, HoldReason
 from agent.lifecycle.removal import Item

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.audit.keys import key_id_of
-from agent.lifecycle.certificate import check_certificate
+from agent.lifecycle.certificate_check import check_certificate
 from agent.lifecycle.certificate_html import certificate_html
 from agent.lifecycle.removal import Item
 from tests.lifecycle.test_certificate import ZONE, sample_files, sample_record, signed

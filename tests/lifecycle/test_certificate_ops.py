@@ -23,7 +23,7 @@ from agent.audit.keys import key_id_of
 from agent.audit.sealer import seal
 from agent.audit.sealing import daemon_caller
 from agent.errors import AuditUnavailable
-from agent.lifecycle.certificate import check_certificate
+from agent.lifecycle.certificate_check import check_certificate
 from agent.lifecycle.certificate_ops import (
     CERTIFICATE_ISSUED,
     certificate_path,
