@@ -42,3 +42,18 @@ def test_l2_a_second_daemon_on_the_same_postgresql_is_told_busy(services: Servic
             assert after
     finally:
         second_daemon.close()
+
+
+def test_l5_a_hold_placed_through_this_daemon_stops_the_run_before_its_next_file(
+    services: Services,
+) -> None:
+    from agent.lifecycle.disposal_guard import HoldWatch, hold_flag_clear, hold_placed
+
+    watch = HoldWatch(services, "p1")
+    assert not watch()
+    hold_placed("p1")  # what 'hold place' does once the hold is committed
+    assert watch()  # no polling interval in between: the very next file is not removed
+    other = HoldWatch(services, "p2")
+    assert not other()
+    hold_flag_clear("p1")  # a later run, after the release, starts clean
+    assert not HoldWatch(services, "p1")()
