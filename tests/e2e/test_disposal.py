@@ -17,10 +17,10 @@ import polars as pl
 import pytest
 
 from tests.e2e.test_access import as_user, member_add, wait_for
-from tests.e2e.test_lifecycle_schedule import PROJECT, state_of
+from tests.e2e.test_lifecycle_schedule import state_of
 from tests.support.anonymity import independent_k
 from tests.support.daemon import VOKTER, RunningDaemon, ok, one_line_failure
-from tests.support.drill import running_dated, set_clock
+from tests.support.drill import PROJECT, create_project, running_dated, set_clock
 from tests.support.users import UserFactory
 
 
@@ -39,8 +39,7 @@ def test_l2_l5_deletion_waits_for_the_hold_then_shreds_the_key_and_removes_every
 ) -> None:
     daemon = deleting_daemon
     leader, member = unix_users.create("vkl"), unix_users.create()
-    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                     leader.name, "--end-date", "2026-03-31"))
+    create_project(daemon, leader.name)
     member_add(daemon, leader, member)
     data = daemon.zones_dir / PROJECT / "data"
     outside = daemon.root / "outside"
@@ -136,8 +135,7 @@ def test_l2_two_daemons_on_one_database_run_a_disposal_exactly_once(
         first.start()
         second.start()
         leader = unix_users.create("vkl")
-        ok(first.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                        leader.name, "--end-date", "2026-03-31"))
+        create_project(first, leader.name)
         _make_files(first.zones_dir / PROJECT / "data", 3000)
         (enclave_root / "clock").write_text("2026-04-20T09:00:00+00:00\n")
         # Both daemons sweep at once, each as root would ask it.
@@ -176,8 +174,7 @@ def test_l2_an_unfinished_disposal_is_resumed_from_its_journal_after_a_hard_kill
     random points inside the removal itself: tests/lifecycle/test_removal_resume.py.)"""
     daemon = deleting_daemon
     leader = unix_users.create("vkl")
-    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                     leader.name, "--end-date", "2026-03-31"))
+    create_project(daemon, leader.name)
     data = daemon.zones_dir / PROJECT / "data"
     _make_files(data, 200)
     stuck = data / "d07" / "f7.csv"
@@ -216,8 +213,7 @@ def test_l6_l7_anonymising_disposal_keeps_only_k_anonymous_tables(
     5-anonymous, anonymised when it can be, deleted when not; other files are deleted."""
     with running_dated(enclave_root) as daemon:
         leader, custodian = unix_users.create("vkl"), unix_users.create()
-        ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                         leader.name, "--end-date", "2026-03-31"))
+        create_project(daemon, leader.name)
         member_add(daemon, leader, custodian, role="key_custodian")
         data = daemon.zones_dir / PROJECT / "data"
         key = daemon.zones_dir / PROJECT / "key"
@@ -252,8 +248,7 @@ def test_l6_a_file_system_mounted_in_the_data_zone_keeps_the_disposal_waiting(
 ) -> None:
     daemon = dated_daemon
     leader = unix_users.create("vkl")
-    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                     leader.name, "--end-date", "2026-03-31"))
+    create_project(daemon, leader.name)
     # A bind mount of a folder on the same file system: no change of device gives it away.
     outside = daemon.root / "elsewhere"
     outside.mkdir()

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.test_lifecycle_schedule import PROJECT
 from tests.support.daemon import RunningDaemon, ok
-from tests.support.drill import set_clock
+from tests.support.drill import PROJECT, create_project, set_clock
 from tests.support.users import UserFactory
 
 
@@ -19,8 +18,7 @@ def run(daemon: RunningDaemon) -> dict[str, object]:
 
 def start(daemon: RunningDaemon, users: UserFactory) -> None:
     leader = users.create("vkl")
-    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                     leader.name, "--end-date", "2026-03-31"))
+    create_project(daemon, leader.name)
     (daemon.zones_dir / PROJECT / "data" / "shifts.csv").write_text("a;b\n1;2\n")
 
 

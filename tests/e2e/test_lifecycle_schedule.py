@@ -12,10 +12,8 @@ import pytest
 
 from tests.e2e.test_access import as_user, member_add, wait_for
 from tests.support.daemon import RunningDaemon, ok, one_line_failure
-from tests.support.drill import set_clock
+from tests.support.drill import PROJECT, create_project, set_clock
 from tests.support.users import UserFactory
-
-PROJECT = "p4711"  # the project tests.e2e.test_access helpers work on
 
 
 def state_of(daemon: RunningDaemon) -> str:
@@ -28,8 +26,7 @@ def test_l1_l8_the_schedule_ends_a_project_on_its_day_and_notifies_the_leader_on
 ) -> None:
     daemon = dated_daemon
     leader, member = unix_users.create("vkl"), unix_users.create()
-    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                     leader.name, "--end-date", "2026-03-31"))
+    create_project(daemon, leader.name)
     member_add(daemon, leader, member)
     data = daemon.zones_dir / PROJECT / "data"
     assert as_user(member, f"echo 1 > '{data}/shifts.csv'").returncode == 0
@@ -72,8 +69,7 @@ def test_l1_a_daemon_down_on_the_day_ends_the_project_when_it_starts(
 ) -> None:
     daemon = dated_daemon
     leader = unix_users.create("vkl")
-    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
-                     leader.name, "--end-date", "2026-02-28"))
+    create_project(daemon, leader.name, "2026-02-28")
     assert daemon.stop() == 0
     set_clock(daemon, "2026-03-05T09:00:00+00:00")  # down over the end date
     daemon.start()

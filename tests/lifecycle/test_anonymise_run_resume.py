@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from tests.lifecycle.anonymise_zone import (
     run,
     sha256,
 )
+from tests.support.killing import kill_at_marker
 
 pytestmark = pytest.mark.root
 
@@ -58,20 +56,8 @@ anonymise_data_zone(Path(zone), Path(journal), policy=load_default_policy(),
 
 def kill_mid_run(tmp_path: Path, zone: Path, journal: Path, kill_at: int) -> None:
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(ROOT), str(zone),
-                              str(journal), str(marker), str(kill_at)])
-    try:
-        deadline = time.monotonic() + 120  # a guard against a hang, not a timing assertion
-        while not marker.exists():
-            assert child.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the run never reached the file"
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_at_marker([sys.executable, "-c", _KILLED_RUN, str(ROOT), str(zone), str(journal),
+                    str(marker), str(kill_at)], marker, "run")
 
 
 @pytest.mark.parametrize("kill_at", [1, 3, 5, 6, 7])

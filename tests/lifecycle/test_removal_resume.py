@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from agent.errors import Failed
 from agent.lifecycle.removal import Item, Removal, inventory
+from tests.support.killing import kill_at_marker
 
 pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,21 +47,9 @@ def kill_mid_run(tmp_path: Path, zones: list[Path], kill_at: int, sync_every: in
                  workers: int) -> None:
     """A removal in a process of its own, SIGKILLed while it waits after item ``kill_at``."""
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(ROOT),
-                              str(tmp_path / "journal"), ",".join(map(str, zones)), str(marker),
-                              str(kill_at), str(sync_every), str(workers)])
-    try:
-        deadline = time.monotonic() + 120  # a guard against a hang, not a timing assertion
-        while not marker.exists():
-            assert child.poll() is None, "the removal ended before it could be killed"
-            assert time.monotonic() < deadline, "the removal never reached the item"
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_at_marker([sys.executable, "-c", _KILLED_RUN, str(ROOT), str(tmp_path / "journal"),
+                    ",".join(map(str, zones)), str(marker), str(kill_at), str(sync_every),
+                    str(workers)], marker, "removal")
 
 
 @pytest.mark.parametrize(("kill_at", "sync_every", "workers"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.daemon import RunningDaemon
+from tests.support.daemon import RunningDaemon, ok
 
 
 def set_clock(daemon: RunningDaemon, instant: str) -> None:
@@ -29,3 +29,14 @@ def running_dated(enclave_root: Path, **policy_changes: str) -> Iterator[Running
     finally:
         running.stop()
     assert running.identity_numbers_recorded() == 0
+
+
+#: The project the drills walk (the one tests.e2e.test_access's helpers work on too).
+PROJECT = "p4711"
+
+
+def create_project(daemon: RunningDaemon, leader: str, end_date: str = "2026-03-31") -> None:
+    """The drills' project, led by ``leader``, ending on ``end_date`` (the drill clock starts
+    on 2026-01-05)."""
+    ok(daemon.vokter("project", "create", PROJECT, "--title", "Night shifts", "--leader",
+                     leader, "--end-date", end_date))
